@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/skewproxy/skewproxy/signer"
+)
+
+// Admitter holds an intercepted request until it may be sent upstream (the
+// Lambda invoke limiter implements it). Admit blocks until the request is
+// admitted, ctx is done, or the admitter refuses it.
+//
+// On success it returns a release function that the proxy calls exactly once
+// when the upstream exchange is over (with the upstream status code, 0 when
+// the request never got an answer, and the answer's headers), and how long
+// the request waited. On refusal it returns an error that implements
+// http.Handler-like rendering via ServeRefusal.
+type Admitter interface {
+	Admit(ctx context.Context, req *http.Request) (release func(status int, h http.Header), waited time.Duration, err error)
+}
+
+// Refusal is an Admitter error that knows how to answer the client (for
+// example Lambda's 429 TooManyRequestsException).
+type Refusal interface {
+	error
+	// WriteResponse writes the complete answer to the client.
+	WriteResponse(w http.ResponseWriter)
+	// Failure is the skewproxy.failure class of the refusal.
+	Failure() signer.Failure
+}
+
+// Observer follows one proxied request for telemetry. The proxy calls
+// Start once per intercepted request; the returned RequestObserver's methods
+// are called in order as the request moves through the pipeline.
+type Observer interface {
+	Start(ctx context.Context, req *http.Request) (context.Context, RequestObserver)
+}
+
+// RequestObserver receives the events of one request. Implementations must
+// tolerate any method being skipped (a request refused early never signs).
+type RequestObserver interface {
+	// Classified reports the request's service, region and operation.
+	Classified(info RequestInfo)
+	// Queued and Dequeued bracket a wait in the Admitter.
+	Queued()
+	Dequeued(waited time.Duration)
+	// Signed reports the signing time (corrected clock) of an attempt.
+	Signed(at time.Time)
+	// Retried reports a re-sign and resend after a skew failure.
+	Retried(failure signer.Failure)
+	// End reports the final answer (status 0 and err set when there was none).
+	End(status int, h http.Header, c signer.Classification, err error)
+}
+
+// RequestInfo describes an intercepted request.
+type RequestInfo struct {
+	Service   string // signing name, e.g. "lambda", "s3"
+	Region    string
+	Operation string // e.g. "Invoke" where derivable
+	Host      string
+	// ClientSignatureAge is true now minus the client's X-Amz-Date (0 if unsigned).
+	ClientSignatureAge time.Duration
+	ClientSigned       bool
+}
