@@ -1,0 +1,62 @@
+# skewproxy — see README.md. `make run` starts the proxy, `make test` runs the whole suite.
+SHELL := /bin/bash
+export PATH := $(shell go env GOPATH)/bin:/usr/sbin:$(PATH)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Exactly the flags the Dockerfile builds the release binary with.
+RELEASE_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)"
+BIN := bin/skewproxy
+FUZZTIME ?= 3s
+
+.PHONY: all build release run test test-go fuzz-short fuzz deps lint bench soak clean
+
+all: build
+
+build:
+	go build -o $(BIN) ./cmd/skewproxy
+
+# The release binary, built as the Dockerfile builds it: static, trimmed, version stamped.
+release:
+	CGO_ENABLED=0 go build $(RELEASE_FLAGS) -o $(BIN) ./cmd/skewproxy
+
+# Start the proxy with sane defaults: 127.0.0.1:8080 (proxy), 127.0.0.1:9090 (admin).
+run: build
+	./$(BIN) serve
+
+# Install what the tests need (idempotent: skips what is present).
+deps:
+	./.ci/install-deps
+
+# The whole suite: dependencies, unit + end-to-end tests with the race detector, short fuzz runs.
+test: deps test-go fuzz-short
+
+test-go:
+	go test -race -count=1 -timeout 12m ./...
+
+# Each fuzz target runs for $(FUZZTIME) (seed corpora also run in test-go).
+fuzz-short:
+	@set -e; for pkg in $$(go list ./...); do \
+	  for t in $$(go test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/skewproxy-fuzz.log 2>&1 || { cat /tmp/skewproxy-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=2m
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	@command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@latest
+	staticcheck ./...
+
+bench: deps
+	./.ci/bench
+
+soak: deps
+	SKEWPROXY_SOAK=1 go test -run TestSoak -count=1 -timeout 20m -v ./proxy/
+
+clean:
+	rm -rf bin
