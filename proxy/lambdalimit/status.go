@@ -1,0 +1,63 @@
+package lambdalimit
+
+import "time"
+
+// Status is a snapshot of the limiter for the proxy's /status ("lambda").
+type Status struct {
+	// Inflight and Queued count held invokes across all functions.
+	Inflight int `json:"inflight"`
+	Queued   int `json:"queued"`
+	// MaxInflight is the total limit; 0 means none.
+	MaxInflight int `json:"max_inflight"`
+	// Functions lists the functions with traffic, a configured limit or an
+	// adapted limit, by queue key (the bare function name).
+	Functions map[string]FunctionStatus `json:"functions"`
+}
+
+// FunctionStatus is one function's part of Status.
+type FunctionStatus struct {
+	Inflight int `json:"inflight"`
+	Queued   int `json:"queued"`
+	// Limit is the configured limit; 0 means none.
+	Limit int `json:"limit"`
+	// EffectiveLimit is the limit in force after adapting to Lambda's
+	// throttles; 0 means unlimited.
+	EffectiveLimit int `json:"effective_limit"`
+	// PausedUntil is set while an upstream Retry-After holds admissions.
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
+	// OldestWaitMS is the queue age of the function's oldest waiter.
+	OldestWaitMS int64 `json:"oldest_wait_ms,omitempty"`
+}
+
+// Status returns a snapshot of the limiter.
+func (l *Limiter) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	st := Status{
+		Inflight:    l.inflight,
+		Queued:      l.queued,
+		MaxInflight: l.maxInflight,
+		Functions:   make(map[string]FunctionStatus, len(l.fns)+len(l.fnLimits)),
+	}
+	for key, n := range l.fnLimits {
+		st.Functions[key] = FunctionStatus{Limit: n, EffectiveLimit: n}
+	}
+	for key, fn := range l.fns {
+		fs := FunctionStatus{
+			Inflight:       fn.inflight,
+			Queued:         fn.queue.Len(),
+			Limit:          fn.limit,
+			EffectiveLimit: fn.currentLimit(),
+		}
+		if now.Before(fn.pausedUntil) {
+			t := fn.pausedUntil
+			fs.PausedUntil = &t
+		}
+		if front := fn.queue.Front(); front != nil {
+			fs.OldestWaitMS = now.Sub(front.Value.(*waiter).enq).Milliseconds()
+		}
+		st.Functions[key] = fs
+	}
+	return st
+}
