@@ -43,6 +43,13 @@ type Status struct {
 	Smeared bool `json:"leap_smeared"`
 	// Reason says why Synced is false (empty when synced).
 	Reason string `json:"reason,omitempty"`
+	// Passive is true when the estimate comes from a passive observation
+	// (an HTTP Date header, a skew error) rather than NTP: synced, but only
+	// to within Precision.
+	Passive bool `json:"passive,omitempty"`
+	// Precision is the resolution of the current source's time (one second
+	// for an HTTP Date header; zero for NTP).
+	Precision time.Duration `json:"-"`
 }
 
 // Observation is a time reported by a server, bracketed by two readings of
