@@ -47,11 +47,11 @@ func SystemQuery(ctx context.Context, addr string, opt ntp.QueryOptions) (*ntp.R
 
 // Reasons an answer is refused, besides (*ntp.Response).Validate errors.
 var (
-	errKiss         = errors.New("kiss of death")
-	errStratum      = errors.New("unusable stratum")
-	errUnsynced     = errors.New("server not synchronized (leap indicator 3)")
-	errNegativeRTT  = errors.New("negative round-trip time")
-	errNoResponse   = errors.New("no response")
+	errKiss        = errors.New("kiss of death")
+	errStratum     = errors.New("unusable stratum")
+	errUnsynced    = errors.New("server not synchronized (leap indicator 3)")
+	errNegativeRTT = errors.New("negative round-trip time")
+	errNoResponse  = errors.New("no response")
 )
 
 // checkResponse refuses an answer that must not set the clock: a kiss of

@@ -1,0 +1,25 @@
+package ntptest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/beevik/ntp"
+)
+
+func TestStartServesHostClock(t *testing.T) {
+	addr := Start(t)
+	resp, err := ntp.QueryWithOptions(addr, ntp.QueryOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("query chrony at %s: %v", addr, err)
+	}
+	if err := resp.Validate(); err != nil {
+		t.Fatalf("chrony answer invalid: %v", err)
+	}
+	if resp.Stratum < 8 || resp.Stratum > 9 {
+		t.Errorf("stratum = %d, want 8 or 9 (local stratum 8)", resp.Stratum)
+	}
+	if off := resp.ClockOffset; off > 5*time.Millisecond || off < -5*time.Millisecond {
+		t.Errorf("chrony serves a clock %v off the host clock, want within 5ms", off)
+	}
+}
