@@ -227,4 +227,3 @@ func classifyAPIGateway(status int, body []byte) string {
 	}
 	return ""
 }
-
