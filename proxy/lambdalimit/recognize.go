@@ -68,7 +68,7 @@ func Recognize(req *http.Request) (Invoke, bool) {
 		return Invoke{}, false
 	}
 	ident, err := url.PathUnescape(seg)
-	if err != nil || ident == "" {
+	if err != nil || ident == "" || strings.Contains(ident, "/") {
 		return Invoke{}, false
 	}
 	inv := ParseFunction(ident)
