@@ -1,0 +1,276 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Config is everything `skewproxy serve` needs, read from flags and env.
+type Config struct {
+	Listen, AdminListen string
+	AdminAllowRemote    bool
+	Resolve             []string
+	UpstreamCA          string
+	UpstreamProxy       string
+	Intercept           []string
+
+	LambdaMaxInflight      int
+	LambdaFunctionInflight map[string]int
+	LambdaQueueTimeout     time.Duration
+	LambdaMaxQueue         int
+	LambdaLimitEvents      bool
+
+	ProxyAuth            string
+	AllowUnauthenticated bool
+	RequireSync          bool
+	RetryOnSkew          bool
+	LeafCacheSize        int
+	MaxBodyBuffer        int64
+	DrainTimeout         time.Duration
+	Pprof                bool
+
+	StateDir, CACert, CAKey string
+	CAExport                string
+	TimeSources             []string
+	ClockOffset             time.Duration
+	LogLevel, LogFormat     string
+}
+
+// serveConfig reads and validates the serve flags.
+func serveConfig(c *cli.Context) (Config, error) {
+	cfg := Config{
+		Listen:               c.String("listen"),
+		AdminListen:          c.String("admin-listen"),
+		AdminAllowRemote:     c.Bool("admin-allow-remote"),
+		Resolve:              c.StringSlice("resolve"),
+		UpstreamCA:           c.String("upstream-ca"),
+		UpstreamProxy:        c.String("upstream-proxy"),
+		Intercept:            c.StringSlice("intercept"),
+		LambdaMaxInflight:    c.Int("lambda-max-inflight"),
+		LambdaMaxQueue:       c.Int("lambda-max-queue"),
+		LambdaLimitEvents:    c.Bool("lambda-limit-events"),
+		ProxyAuth:            c.String("proxy-auth"),
+		AllowUnauthenticated: c.Bool("allow-unauthenticated"),
+		RequireSync:          c.Bool("require-sync"),
+		RetryOnSkew:          !c.Bool("no-retry-on-skew"),
+		LeafCacheSize:        c.Int("leaf-cache-size"),
+		Pprof:                c.Bool("pprof"),
+		LogLevel:             c.String("log-level"),
+		LogFormat:            c.String("log-format"),
+	}
+	var errs []error
+	var err error
+	if cfg.LambdaFunctionInflight, err = parseFunctionLimits(c.StringSlice("lambda-function-max-inflight")); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.LambdaQueueTimeout, err = parseDuration("lambda-queue-timeout", c.String("lambda-queue-timeout")); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.DrainTimeout, err = parseDuration("drain-timeout", c.String("drain-timeout")); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.MaxBodyBuffer, err = parseSize("max-body-buffer", c.String("max-body-buffer")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := readClockFlags(c, &cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := readCAFlags(c, &cfg); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, cfg.validate()...)
+	return cfg, errors.Join(errs...)
+}
+
+func readClockFlags(c *cli.Context, cfg *Config) error {
+	cfg.TimeSources = c.StringSlice("time-source")
+	off, err := parseOffset(c.String("clock-offset"))
+	cfg.ClockOffset = off
+	return err
+}
+
+func readCAFlags(c *cli.Context, cfg *Config) error {
+	cfg.CACert, cfg.CAKey = c.String("ca-cert"), c.String("ca-key")
+	if (cfg.CACert == "") != (cfg.CAKey == "") {
+		return errors.New("--ca-cert and --ca-key go together")
+	}
+	dir, err := stateDir(c.String("state-dir"))
+	cfg.StateDir = dir
+	return err
+}
+
+// validate checks relations between flags.
+func (cfg Config) validate() []error {
+	var errs []error
+	if err := requireLoopbackOr(cfg.Listen, "--listen", cfg.ProxyAuth != "" || cfg.AllowUnauthenticated,
+		"set --proxy-auth USER:PASS (or --allow-unauthenticated) to listen beyond loopback"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := requireLoopbackOr(cfg.AdminListen, "--admin-listen", cfg.AdminAllowRemote,
+		"set --admin-allow-remote to serve the admin port beyond loopback"); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.ProxyAuth != "" && !strings.Contains(cfg.ProxyAuth, ":") {
+		errs = append(errs, errors.New("--proxy-auth must be USER:PASS"))
+	}
+	if cfg.LambdaMaxInflight < 0 || cfg.LambdaMaxQueue < 0 {
+		errs = append(errs, errors.New("--lambda-max-inflight and --lambda-max-queue must be >= 0"))
+	}
+	if cfg.LeafCacheSize < 1 {
+		errs = append(errs, errors.New("--leaf-cache-size must be >= 1"))
+	}
+	if len(cfg.TimeSources) == 0 {
+		errs = append(errs, errors.New("at least one --time-source is needed"))
+	}
+	switch cfg.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat))
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// requireLoopbackOr refuses a listen address beyond loopback unless allowed.
+func requireLoopbackOr(addr, flag string, allowed bool, fix string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	if isLoopbackHost(host) || allowed {
+		return nil
+	}
+	return fmt.Errorf("%s %q is not a loopback address: %s", flag, addr, fix)
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// parseFunctionLimits reads NAME=N pairs.
+func parseFunctionLimits(pairs []string) (map[string]int, error) {
+	out := make(map[string]int, len(pairs))
+	for _, p := range pairs {
+		name, n, ok := strings.Cut(p, "=")
+		v, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || strings.TrimSpace(name) == "" || err != nil || v < 1 {
+			return nil, fmt.Errorf("--lambda-function-max-inflight %q: want NAME=N with N >= 1", p)
+		}
+		out[strings.TrimSpace(name)] = v
+	}
+	return out, nil
+}
+
+func parseDuration(flag, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("--%s %q: want a duration such as 30s or 4m", flag, s)
+	}
+	return d, nil
+}
+
+// parseOffset reads a signed duration that may also use d (days) and y
+// (365 days) units: "-20m", "+3h", "-10y", "1y2d3h".
+func parseOffset(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	neg := false
+	rest := s
+	if rest[0] == '+' || rest[0] == '-' {
+		neg = rest[0] == '-'
+		rest = rest[1:]
+	}
+	var total time.Duration
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		j := i
+		for j < len(rest) && (rest[j] < '0' || rest[j] > '9') && rest[j] != '.' {
+			j++
+		}
+		if i == 0 || j == i {
+			return 0, fmt.Errorf("--clock-offset %q: want a duration such as -20m, +3h or -10y", s)
+		}
+		num, unit := rest[:i], rest[i:j]
+		rest = rest[j:]
+		var d time.Duration
+		switch unit {
+		case "d", "y":
+			f, err := strconv.ParseFloat(num, 64)
+			if err != nil {
+				return 0, fmt.Errorf("--clock-offset %q: %w", s, err)
+			}
+			day := 24 * time.Hour
+			if unit == "y" {
+				day *= 365
+			}
+			d = time.Duration(f * float64(day))
+		default:
+			var err error
+			if d, err = time.ParseDuration(num + unit); err != nil {
+				return 0, fmt.Errorf("--clock-offset %q: want a duration such as -20m, +3h or -10y", s)
+			}
+		}
+		total += d
+	}
+	if neg {
+		total = -total
+	}
+	return total, nil
+}
+
+// parseSize reads a byte count such as 64MiB, 1GiB, 512KiB or 1048576.
+func parseSize(flag, s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	str := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(str, u.suffix) {
+			str, mult = strings.TrimSpace(strings.TrimSuffix(str, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("--%s %q: want a size such as 64MiB", flag, s)
+	}
+	return n * mult, nil
+}
+
+// stateDir resolves --state-dir: the flag, else $XDG_STATE_HOME/skewproxy,
+// else ~/.local/state/skewproxy.
+func stateDir(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "skewproxy"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no --state-dir and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "skewproxy"), nil
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// envFor returns the environment variable that backs a flag:
+// --listen -> SKEWPROXY_LISTEN, --lambda-max-inflight -> SKEWPROXY_LAMBDA_MAX_INFLIGHT.
+func envFor(flag string) []string {
+	return []string{"SKEWPROXY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+func stringFlag(name, value, usage string) *cli.StringFlag {
+	return &cli.StringFlag{Name: name, Value: value, Usage: usage, EnvVars: envFor(name)}
+}
+
+func sliceFlag(name string, value []string, usage string) *cli.StringSliceFlag {
+	f := &cli.StringSliceFlag{Name: name, Usage: usage, EnvVars: envFor(name)}
+	if value != nil {
+		f.Value = cli.NewStringSlice(value...)
+	}
+	return f
+}
+
+func boolFlag(name, usage string) *cli.BoolFlag {
+	return &cli.BoolFlag{Name: name, Usage: usage, EnvVars: envFor(name)}
+}
+
+func intFlag(name string, value int, usage string) *cli.IntFlag {
+	return &cli.IntFlag{Name: name, Value: value, Usage: usage, EnvVars: envFor(name)}
+}
+
+// Default time sources: the Amazon Time Sync Service over IPv4 and IPv6 on
+// every EC2 instance, then its public endpoint.
+var defaultTimeSources = []string{"ntp://169.254.169.123", "ntp://[fd00:ec2::123]", "ntp://time.aws.com"}
+
+// logFlags are shared by every command that logs.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		stringFlag("log-level", "info", "debug, info, warn or error"),
+		stringFlag("log-format", "text", "text or json"),
+	}
+}
+
+// clockFlags configure the corrected clock, shared by serve, time and presign.
+func clockFlags() []cli.Flag {
+	return []cli.Flag{
+		sliceFlag("time-source", defaultTimeSources, "time source `ntp://HOST[:PORT]` (repeatable, ordered)"),
+		stringFlag("clock-offset", "0", "pretend the host clock is off by `D` (-20m, +3h, -10y): for demos and tests"),
+	}
+}
+
+func stateDirFlag() cli.Flag {
+	return stringFlag("state-dir", "", "directory for ca.pem and ca-key.pem (default $XDG_STATE_HOME/skewproxy or ~/.local/state/skewproxy)")
+}
+
+func caFlags() []cli.Flag {
+	return []cli.Flag{
+		stateDirFlag(),
+		stringFlag("ca-cert", "", "use this CA certificate (PEM) instead of the one in --state-dir"),
+		stringFlag("ca-key", "", "private key (PEM) of --ca-cert"),
+	}
+}
+
+func serveFlags() []cli.Flag {
+	flags := []cli.Flag{
+		stringFlag("listen", "127.0.0.1:8080", "proxy `ADDR` (HTTP forward proxy: CONNECT and absolute-form http://)"),
+		stringFlag("admin-listen", "127.0.0.1:9090", "admin `ADDR`: /healthz /readyz /status /metrics /presign"),
+		boolFlag("admin-allow-remote", "allow --admin-listen on a non-loopback address"),
+		sliceFlag("resolve", nil, "send traffic for `HOST:PORT=URL` to another base URL, keeping the Host header (repeatable; HOST may start with *.)"),
+		stringFlag("upstream-ca", "", "extra root certificates (PEM `FILE`) for upstream TLS; system roots are always used"),
+		stringFlag("upstream-proxy", "", "send upstream traffic through this proxy `URL` (the proxy never reads HTTPS_PROXY itself)"),
+		sliceFlag("intercept", []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws"}, "host `PATTERN` to intercept and re-sign (repeatable); --resolve hosts are added"),
+		intFlag("lambda-max-inflight", 0, "Lambda invokes in flight across all functions (0 = no limit)"),
+		sliceFlag("lambda-function-max-inflight", nil, "per-function limit `NAME=N` (repeatable)"),
+		stringFlag("lambda-queue-timeout", "4m", "answer 429 to an invoke that waited longer than `D`"),
+		intFlag("lambda-max-queue", 0, "queued invokes beyond which new ones get 429 at once (0 = no limit)"),
+		boolFlag("lambda-limit-events", "also hold asynchronous (Event) invokes"),
+		stringFlag("proxy-auth", "", "require Proxy-Authorization Basic `USER:PASS` from clients"),
+		boolFlag("allow-unauthenticated", "allow --listen on a non-loopback address without --proxy-auth"),
+		boolFlag("require-sync", "answer 503 instead of signing with a clock no time source has confirmed"),
+		boolFlag("no-retry-on-skew", "do not re-sign and retry once after a clock-skew failure"),
+		intFlag("leaf-cache-size", 1024, "leaf certificates kept in memory"),
+		stringFlag("max-body-buffer", "64MiB", "largest body buffered to hash it (beyond: 413)"),
+		stringFlag("drain-timeout", "30s", "on SIGTERM, wait up to `D` for in-flight requests"),
+		boolFlag("pprof", "serve /debug/pprof/ on the admin port"),
+	}
+	flags = append(flags, caFlags()...)
+	flags = append(flags, clockFlags()...)
+	return append(flags, logFlags()...)
+}
