@@ -3,11 +3,17 @@ package signer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 // Authorization is a parsed SigV4 Authorization header.
@@ -32,35 +38,498 @@ type Options struct {
 	// MaxBufferedBody caps how much of a body is buffered to hash it
 	// (default 64 MiB). Larger bodies get a 413 RequestError.
 	MaxBufferedBody int64
-	// Logger receives debug detail; nil means discard.
+	// Logger receives debug detail; nil means discard. Nothing secret is
+	// ever logged.
 	Logger *slog.Logger
+	// ProviderName describes the credentials provider (LoadCredentials
+	// returns one) for CredentialsError when the credentials themselves do
+	// not say where they came from. Empty means "AWS credential chain".
+	ProviderName string
 }
+
+// DefaultMaxBufferedBody is the default Options.MaxBufferedBody.
+const DefaultMaxBufferedBody = 64 << 20
 
 // Signer re-signs requests with the proxy's credentials. It is safe for
 // concurrent use and holds no per-request state.
 type Signer struct {
 	creds aws.CredentialsProvider
 	opts  Options
+	// v4 is shared by all requests; per-request options (S3 path escaping)
+	// are passed to each SignHTTP call, never set on it.
+	v4   *v4.Signer
+	keys keyCache
+	// source is the Source of the last credentials retrieved, for errors.
+	source atomic.Pointer[string]
 }
 
 // New returns a Signer that signs with credentials from provider.
 func New(provider aws.CredentialsProvider, opts Options) *Signer {
-	return &Signer{creds: provider, opts: opts}
-}
-
-// Prepare inspects req (an intercepted request bound for host req.Host) and
-// returns a Prepared request ready to be signed. It strips nothing from req
-// itself. Errors are *RequestError.
-func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
-	return nil, errors.New("signer: Prepare not implemented yet")
+	if opts.MaxBufferedBody <= 0 {
+		opts.MaxBufferedBody = DefaultMaxBufferedBody
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Signer{creds: provider, opts: opts, v4: v4.NewSigner()}
 }
 
 // Credentials returns the proxy's current credentials, or a
 // *CredentialsError naming the provider when they cannot be retrieved.
 func (s *Signer) Credentials(ctx context.Context) (aws.Credentials, error) {
+	if s.creds == nil {
+		return aws.Credentials{}, &CredentialsError{Provider: s.providerName(), Err: errors.New("no credentials provider configured")}
+	}
 	c, err := s.creds.Retrieve(ctx)
 	if err != nil {
-		return aws.Credentials{}, &CredentialsError{Provider: "credential chain", Err: err}
+		return aws.Credentials{}, &CredentialsError{Provider: s.providerName(), Err: err}
+	}
+	if c.Source != "" {
+		src := c.Source
+		s.source.Store(&src)
+	}
+	if !c.HasKeys() {
+		return aws.Credentials{}, &CredentialsError{Provider: s.providerName(), Err: errors.New("credentials have no access key id or secret key")}
 	}
 	return c, nil
+}
+
+func (s *Signer) providerName() string {
+	if p := s.source.Load(); p != nil {
+		return *p
+	}
+	if s.opts.ProviderName != "" {
+		return s.opts.ProviderName
+	}
+	return "AWS credential chain"
+}
+
+// Prepare inspects req (an intercepted request bound for host req.Host) and
+// returns a Prepared request ready to be signed. It strips nothing from req
+// itself, but it may read (and buffer) req.Body. Errors are *RequestError.
+//
+// A request the client signed keeps its credential scope and its signed
+// header set; an unsigned request gets its scope from the host. A
+// presigned request is passed through unchanged by Sign.
+func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
+	host := req.Host
+	if host == "" && req.URL != nil {
+		host = req.URL.Host
+	}
+	if req.URL == nil || host == "" {
+		return nil, &RequestError{Status: http.StatusBadRequest, Code: "InvalidRequest", Message: "request has no host"}
+	}
+	query, qerr := url.ParseQuery(req.URL.RawQuery)
+	authz := headerValues(req.Header, "Authorization")
+
+	if isPresigned(query) {
+		if len(authz) > 0 {
+			return nil, badRequest("InvalidRequest", "request carries both an Authorization header and a presigned query", nil)
+		}
+		return s.preparePresigned(req, host, query, qerr)
+	}
+
+	var auth *Authorization
+	switch len(authz) {
+	case 0:
+	case 1:
+		a, err := ParseAuthorization(authz[0])
+		if err != nil {
+			if strings.HasPrefix(strings.TrimSpace(authz[0]), AlgorithmECDSA) {
+				return nil, &RequestError{Status: http.StatusNotImplemented, Code: "NotImplemented",
+					Message: "SigV4A (AWS4-ECDSA-P256-SHA256) signatures are not supported by skewproxy", Err: err}
+			}
+			return nil, badRequest("IncompleteSignature", "malformed Authorization header", err)
+		}
+		auth = a
+	default:
+		return nil, badRequest("InvalidRequest", "more than one Authorization header", nil)
+	}
+	if qerr != nil {
+		return nil, badRequest("InvalidRequest", "malformed query string", qerr)
+	}
+
+	var sc Scope
+	if auth != nil {
+		sc = Scope{Service: auth.Service, Region: auth.Region, S3: isS3Service(auth.Service)}
+	} else {
+		var err error
+		if sc, err = ScopeFromHost(host); err != nil {
+			return nil, badRequest("InvalidRequest", "cannot tell the signing service and region from the host", err)
+		}
+	}
+
+	p := &Prepared{Service: sc.Service, Region: sc.Region, ClientAuth: auth, ClientTime: clientTime(req.Header)}
+	pl, err := s.preparePayload(req, sc)
+	if err != nil {
+		return nil, err
+	}
+	p.PayloadHash, p.Streaming, p.Replayable = pl.hash, pl.mode, pl.body.replayable()
+
+	tmpl := outgoingTemplate(req, host)
+	for k := range tmpl.Header {
+		switch strings.ToLower(k) {
+		case "authorization", "x-amz-date", "x-amz-security-token":
+			delete(tmpl.Header, k)
+		}
+	}
+	if pl.addHashHeader {
+		tmpl.Header.Set("X-Amz-Content-Sha256", pl.hash)
+	}
+	if strings.ContainsRune(tmpl.URL.RawQuery, '+') {
+		// A raw '+' means a space to Go but not to every server: put the
+		// unambiguous canonical form on the wire, exactly what is signed.
+		tmpl.URL.RawQuery = canonicalQuery(query)
+	}
+	plan := signPlan{
+		service:     sc.Service,
+		region:      sc.Region,
+		s3:          sc.S3,
+		host:        host,
+		payloadHash: pl.hash,
+		mode:        pl.mode,
+		decodedLen:  pl.decodedLen,
+		headers:     chooseSignedHeaders(tmpl.Header, auth),
+	}
+	plan.signLength = auth != nil && contains(auth.SignedHeaders, "content-length") && pl.body.length > 0
+	s.opts.Logger.Debug("prepared re-signing",
+		"service", sc.Service, "region", sc.Region, "client_signed", auth != nil,
+		"signed_headers", len(plan.headers), "payload", payloadKind(pl.hash), "replayable", p.Replayable)
+
+	p.sign = func(ctx context.Context, t time.Time) (*http.Request, error) {
+		return s.sign(ctx, t, tmpl, pl.body, &plan)
+	}
+	return p, nil
+}
+
+// preparePresigned handles a request signed in its query string: it is
+// never re-signed (the URL may belong to someone else), only passed on.
+func (s *Signer) preparePresigned(req *http.Request, host string, query url.Values, qerr error) (*Prepared, error) {
+	if qerr != nil {
+		return nil, badRequest("InvalidRequest", "malformed query string", qerr)
+	}
+	pq, err := ParsePresignedQuery(query)
+	if err != nil {
+		if query.Get("X-Amz-Algorithm") == AlgorithmECDSA {
+			return nil, &RequestError{Status: http.StatusNotImplemented, Code: "NotImplemented",
+				Message: "SigV4A (AWS4-ECDSA-P256-SHA256) presigned URLs are not supported by skewproxy", Err: err}
+		}
+		return nil, badRequest("AuthorizationQueryParametersError", "malformed presigned query", err)
+	}
+	b, err := s.passthroughBody(req)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := outgoingTemplate(req, host)
+	p := &Prepared{
+		Service: pq.Service, Region: pq.Region, ClientPresign: pq, ClientTime: pq.Time,
+		PayloadHash: req.Header.Get("X-Amz-Content-Sha256"), Replayable: b.replayable(),
+	}
+	p.sign = func(ctx context.Context, _ time.Time) (*http.Request, error) {
+		out := tmpl.Clone(ctx)
+		if err := b.attach(out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return p, nil
+}
+
+// signPlan is what Prepare decided about one request; Sign only reads it.
+type signPlan struct {
+	service, region string
+	s3              bool
+	host            string
+	payloadHash     string
+	mode            StreamingMode
+	decodedLen      int64
+	headers         map[string]struct{} // lower-case names to sign (host aside)
+	signLength      bool                // sign content-length
+}
+
+func signOptsS3(o *v4.SignerOptions)    { o.DisableURIPathEscaping = true }
+func signOptsOther(o *v4.SignerOptions) { o.DisableURIPathEscaping = false }
+
+// sign signs a fresh copy of tmpl at t.
+func (s *Signer) sign(ctx context.Context, t time.Time, tmpl *http.Request, b *body, plan *signPlan) (*http.Request, error) {
+	if t.IsZero() {
+		return nil, errors.New("signer: zero signing time")
+	}
+	creds, err := s.Credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := tmpl.Clone(ctx)
+
+	// The aws signer signs every header on the request it is given, so it
+	// gets a bare copy carrying only the chosen ones.
+	sh := make(http.Header, len(plan.headers)+3)
+	for k, v := range out.Header {
+		if _, ok := plan.headers[strings.ToLower(k)]; ok {
+			sh[k] = v
+		}
+	}
+	signPath := wirePath(out.URL)
+	if !plan.s3 {
+		signPath = normalizePath(signPath)
+	}
+	sreq := &http.Request{
+		Method: out.Method,
+		URL:    &url.URL{Scheme: out.URL.Scheme, Opaque: "//" + plan.host + signPath, RawQuery: out.URL.RawQuery},
+		Host:   plan.host,
+		Header: sh,
+	}
+	if plan.signLength {
+		sreq.ContentLength = b.length
+	}
+	optFn := signOptsOther
+	if plan.s3 {
+		optFn = signOptsS3
+	}
+	if err := s.v4.SignHTTP(ctx, creds, sreq, plan.payloadHash, plan.service, plan.region, t, optFn); err != nil {
+		return nil, fmt.Errorf("signer: sign %s request: %w", plan.service, err)
+	}
+	out.Header["Authorization"] = sreq.Header["Authorization"]
+	out.Header["X-Amz-Date"] = sreq.Header["X-Amz-Date"]
+	if tok := sreq.Header["X-Amz-Security-Token"]; len(tok) > 0 {
+		out.Header["X-Amz-Security-Token"] = tok
+	}
+	out.Host = sreq.Host // the signer drops a default port; the wire must match
+
+	if err := b.attach(out); err != nil {
+		return nil, err
+	}
+	if plan.mode == StreamingSigned || plan.mode == StreamingSignedTrailer {
+		if err := s.resignChunks(out, creds, t, plan, seedSignature(out.Header.Get("Authorization"))); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// outgoingTemplate is req made ready for http.Transport.RoundTrip: absolute
+// URL, Host set, no RequestURI. Its body is attached by Sign.
+func outgoingTemplate(req *http.Request, host string) *http.Request {
+	out := req.Clone(context.Background())
+	out.RequestURI = ""
+	if out.URL.Scheme == "" {
+		out.URL.Scheme = "https"
+	}
+	if out.URL.Host == "" {
+		out.URL.Host = host
+	}
+	out.Host = host
+	out.Body, out.GetBody = nil, nil
+	return out
+}
+
+// hopByHop are the RFC 9110 connection-specific headers; they are never
+// signed because a proxy or transport may change them.
+var hopByHop = map[string]struct{}{
+	"connection": {}, "keep-alive": {}, "proxy-connection": {}, "proxy-authenticate": {},
+	"proxy-authorization": {}, "te": {}, "trailer": {}, "transfer-encoding": {}, "upgrade": {},
+}
+
+// neverSigned are headers Sign handles itself or the aws signer refuses to
+// sign (it ignores User-Agent, X-Amzn-Trace-Id and Expect): they stay on
+// the request, unsigned.
+var neverSigned = map[string]struct{}{
+	"authorization": {}, "x-amz-date": {}, "x-amz-security-token": {}, "host": {},
+	"content-length": {}, "user-agent": {}, "x-amzn-trace-id": {}, "expect": {},
+}
+
+// chooseSignedHeaders picks the lower-case names of the headers of h to
+// sign: the client's own SignedHeaders when it signed, else every x-amz-*
+// header plus content-type and content-md5. x-amz-content-sha256 is always
+// signed when present; hop-by-hop headers never are.
+func chooseSignedHeaders(h http.Header, auth *Authorization) map[string]struct{} {
+	present := make(map[string]struct{}, len(h))
+	for k := range h {
+		present[strings.ToLower(k)] = struct{}{}
+	}
+	connTokens := map[string]struct{}{}
+	for _, v := range headerValues(h, "Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.ToLower(strings.TrimSpace(tok)); tok != "" {
+				connTokens[tok] = struct{}{}
+			}
+		}
+	}
+	ok := func(n string) bool {
+		_, hop := hopByHop[n]
+		_, never := neverSigned[n]
+		_, conn := connTokens[n]
+		_, here := present[n]
+		return here && !hop && !never && !conn && !strings.HasPrefix(n, "proxy-")
+	}
+	chosen := map[string]struct{}{}
+	if auth != nil {
+		for _, n := range auth.SignedHeaders {
+			if ok(n) {
+				chosen[n] = struct{}{}
+			}
+		}
+	} else {
+		for n := range present {
+			if (strings.HasPrefix(n, "x-amz-") || n == "content-type" || n == "content-md5") && ok(n) {
+				chosen[n] = struct{}{}
+			}
+		}
+	}
+	if ok("x-amz-content-sha256") {
+		chosen["x-amz-content-sha256"] = struct{}{}
+	}
+	return chosen
+}
+
+// wirePath is the escaped path that goes on the wire for u: the path part
+// of u.Opaque when set (as the aws signer reads it), else u.EscapedPath().
+func wirePath(u *url.URL) string {
+	p := ""
+	if u.Opaque != "" {
+		o := u.Opaque
+		if i := strings.IndexByte(o, '?'); i >= 0 {
+			o = o[:i]
+		}
+		if rest, ok := strings.CutPrefix(o, "//"); ok {
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				p = rest[i:]
+			}
+		} else {
+			p = o
+		}
+	} else {
+		p = u.EscapedPath()
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+// normalizePath removes "." and ".." segments and empty segments from an
+// escaped path, as non-S3 services (and botocore, the JS SDK and
+// aws-c-auth) do before building the canonical URI. The leading slash and
+// a trailing slash are kept.
+func normalizePath(p string) string {
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p
+	}
+	segs := make([]string, 0, 8)
+	for _, s := range strings.Split(p, "/") {
+		switch s {
+		case "", ".":
+		case "..":
+			if len(segs) > 0 {
+				segs = segs[:len(segs)-1]
+			}
+		default:
+			segs = append(segs, s)
+		}
+	}
+	var b strings.Builder
+	if strings.HasPrefix(p, "/") {
+		b.WriteByte('/')
+	}
+	b.WriteString(strings.Join(segs, "/"))
+	if len(segs) > 0 && strings.HasSuffix(p, "/") {
+		b.WriteByte('/')
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
+}
+
+// canonicalQuery encodes q the SigV4 way: each name and value escaped
+// (space as %20), pairs sorted after encoding.
+func canonicalQuery(q url.Values) string {
+	type pair struct{ k, v string }
+	pairs := make([]pair, 0, len(q))
+	for k, vs := range q {
+		ek := queryEscape(k)
+		for _, v := range vs {
+			pairs = append(pairs, pair{ek, queryEscape(v)})
+		}
+	}
+	sort.Slice(pairs, func(i, j int) bool {
+		if pairs[i].k != pairs[j].k {
+			return pairs[i].k < pairs[j].k
+		}
+		return pairs[i].v < pairs[j].v
+	})
+	var b strings.Builder
+	for i, p := range pairs {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(p.k)
+		b.WriteByte('=')
+		b.WriteString(p.v)
+	}
+	return b.String()
+}
+
+func queryEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
+
+// isPresigned reports whether a query carries SigV4 presign parameters.
+func isPresigned(q url.Values) bool {
+	return q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential") || q.Has("X-Amz-Algorithm")
+}
+
+// isS3Service reports whether a signing name follows S3's rules.
+func isS3Service(service string) bool {
+	switch service {
+	case "s3", "s3-object-lambda", "s3-outposts", "s3express":
+		return true
+	}
+	return false
+}
+
+// headerValues returns all values of the header named name, whatever the
+// case of the map keys.
+func headerValues(h http.Header, name string) []string {
+	if v, ok := h[name]; ok {
+		return v
+	}
+	var out []string
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			out = append(out, v...)
+		}
+	}
+	return out
+}
+
+// clientTime is the client's own X-Amz-Date, zero when absent or malformed.
+func clientTime(h http.Header) time.Time {
+	v := headerValues(h, "X-Amz-Date")
+	if len(v) != 1 {
+		return time.Time{}
+	}
+	t, err := time.Parse(amzDateFormat, v[0])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// seedSignature extracts the signature from an Authorization value this
+// package just produced.
+func seedSignature(authz string) string {
+	_, sig, _ := strings.Cut(authz, "Signature=")
+	return sig
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func badRequest(code, msg string, err error) *RequestError {
+	return &RequestError{Status: http.StatusBadRequest, Code: code, Message: msg, Err: err}
 }

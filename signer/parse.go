@@ -1,0 +1,279 @@
+package signer
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Algorithm is the only SigV4 signing algorithm skewproxy re-signs.
+const Algorithm = "AWS4-HMAC-SHA256"
+
+// AlgorithmECDSA is SigV4A, which skewproxy recognises but does not re-sign.
+const AlgorithmECDSA = "AWS4-ECDSA-P256-SHA256"
+
+// amzDateFormat is the layout of X-Amz-Date.
+const amzDateFormat = "20060102T150405Z"
+
+// maxPresignExpires is the longest X-Amz-Expires SigV4 allows (seven days).
+const maxPresignExpires = 7 * 24 * time.Hour
+
+// ParseError says which part of a SigV4 Authorization header or presigned
+// query is malformed and why. Its text never contains a signature.
+type ParseError struct {
+	// Field names the offending part, e.g. "Credential" or "X-Amz-Date".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *ParseError) Error() string {
+	return "signer: malformed " + e.Field + ": " + e.Reason
+}
+
+func parseErr(field, reason string) *ParseError { return &ParseError{Field: field, Reason: reason} }
+
+// ParseAuthorization parses a SigV4 Authorization header of the form
+//
+//	AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=<64 hex>
+//
+// The three components may come in any order, separated by commas and/or
+// spaces as the various SDKs write them; each must appear exactly once.
+// Anything else (another algorithm, a missing or repeated component, a
+// malformed credential scope) gives a *ParseError.
+func ParseAuthorization(h string) (*Authorization, error) {
+	h = strings.TrimSpace(h)
+	alg, rest, ok := strings.Cut(h, " ")
+	if !ok {
+		if h == Algorithm {
+			return nil, parseErr("Authorization", "no Credential, SignedHeaders or Signature")
+		}
+		return nil, parseErr("Authorization", "not a SigV4 header")
+	}
+	switch alg {
+	case Algorithm:
+	case AlgorithmECDSA:
+		return nil, parseErr("Authorization", "SigV4A (AWS4-ECDSA-P256-SHA256) is not supported")
+	default:
+		return nil, parseErr("Authorization", "unsupported algorithm "+quoteShort(alg))
+	}
+
+	var cred, signed, sig string
+	var haveCred, haveSigned, haveSig bool
+	for _, part := range strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, parseErr("Authorization", "a component has no '='")
+		}
+		var dst *string
+		var seen *bool
+		switch name {
+		case "Credential":
+			dst, seen = &cred, &haveCred
+		case "SignedHeaders":
+			dst, seen = &signed, &haveSigned
+		case "Signature":
+			dst, seen = &sig, &haveSig
+		default:
+			return nil, parseErr("Authorization", "unknown component "+quoteShort(name))
+		}
+		if *seen {
+			return nil, parseErr(name, "appears more than once")
+		}
+		*dst, *seen = value, true
+	}
+	switch {
+	case !haveCred:
+		return nil, parseErr("Credential", "missing")
+	case !haveSigned:
+		return nil, parseErr("SignedHeaders", "missing")
+	case !haveSig:
+		return nil, parseErr("Signature", "missing")
+	}
+
+	a := &Authorization{}
+	if err := parseCredential("Credential", cred, a); err != nil {
+		return nil, err
+	}
+	hs, err := parseSignedHeaders("SignedHeaders", signed)
+	if err != nil {
+		return nil, err
+	}
+	a.SignedHeaders = hs
+	if err := checkSignature("Signature", sig); err != nil {
+		return nil, err
+	}
+	a.Signature = sig
+	return a, nil
+}
+
+// ParsePresignedQuery parses the SigV4 parameters of a presigned URL's
+// query: X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires,
+// X-Amz-SignedHeaders and X-Amz-Signature. Each must appear exactly once.
+// Malformed input gives a *ParseError.
+func ParsePresignedQuery(q url.Values) (*PresignedQuery, error) {
+	get := func(name string) (string, error) {
+		v, ok := q[name]
+		switch {
+		case !ok || len(v) == 0:
+			return "", parseErr(name, "missing")
+		case len(v) > 1:
+			return "", parseErr(name, "appears more than once")
+		}
+		return v[0], nil
+	}
+	alg, err := get("X-Amz-Algorithm")
+	if err != nil {
+		return nil, err
+	}
+	switch alg {
+	case Algorithm:
+	case AlgorithmECDSA:
+		return nil, parseErr("X-Amz-Algorithm", "SigV4A (AWS4-ECDSA-P256-SHA256) is not supported")
+	default:
+		return nil, parseErr("X-Amz-Algorithm", "unsupported algorithm "+quoteShort(alg))
+	}
+	p := &PresignedQuery{}
+	cred, err := get("X-Amz-Credential")
+	if err != nil {
+		return nil, err
+	}
+	if err := parseCredential("X-Amz-Credential", cred, &p.Authorization); err != nil {
+		return nil, err
+	}
+	date, err := get("X-Amz-Date")
+	if err != nil {
+		return nil, err
+	}
+	t, err := time.Parse(amzDateFormat, date)
+	if err != nil {
+		return nil, parseErr("X-Amz-Date", "want YYYYMMDDTHHMMSSZ, got "+quoteShort(date))
+	}
+	if t.Format("20060102") != p.Date {
+		return nil, parseErr("X-Amz-Date", "date differs from the credential scope date "+p.Date)
+	}
+	p.Time = t
+	exp, err := get("X-Amz-Expires")
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || n < 1 || exp[0] == '+' {
+		return nil, parseErr("X-Amz-Expires", "want a positive number of seconds, got "+quoteShort(exp))
+	}
+	if time.Duration(n)*time.Second > maxPresignExpires || n > int64(maxPresignExpires/time.Second) {
+		return nil, parseErr("X-Amz-Expires", "longer than the SigV4 maximum of 604800 seconds (7 days)")
+	}
+	p.Expires = time.Duration(n) * time.Second
+	signed, err := get("X-Amz-SignedHeaders")
+	if err != nil {
+		return nil, err
+	}
+	if p.SignedHeaders, err = parseSignedHeaders("X-Amz-SignedHeaders", signed); err != nil {
+		return nil, err
+	}
+	sig, err := get("X-Amz-Signature")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSignature("X-Amz-Signature", sig); err != nil {
+		return nil, err
+	}
+	p.Signature = sig
+	return p, nil
+}
+
+// parseCredential parses "AKID/YYYYMMDD/region/service/aws4_request" into a.
+func parseCredential(field, v string, a *Authorization) error {
+	parts := strings.Split(v, "/")
+	if len(parts) != 5 {
+		return parseErr(field, "want AKID/YYYYMMDD/region/service/aws4_request")
+	}
+	akid, date, region, service, term := parts[0], parts[1], parts[2], parts[3], parts[4]
+	if akid == "" || !isToken(akid) {
+		return parseErr(field, "empty or invalid access key id")
+	}
+	if _, err := time.Parse("20060102", date); err != nil || len(date) != 8 {
+		return parseErr(field, "scope date is not YYYYMMDD: "+quoteShort(date))
+	}
+	if region == "" || !isToken(region) {
+		return parseErr(field, "empty or invalid region")
+	}
+	if service == "" || !isToken(service) {
+		return parseErr(field, "empty or invalid service")
+	}
+	if term != "aws4_request" {
+		return parseErr(field, "scope does not end in aws4_request")
+	}
+	a.AccessKeyID, a.Date, a.Region, a.Service = akid, date, region, service
+	return nil
+}
+
+// parseSignedHeaders splits "a;b;c" into lower-case header names.
+func parseSignedHeaders(field, v string) ([]string, error) {
+	if v == "" {
+		return nil, parseErr(field, "empty")
+	}
+	names := strings.Split(v, ";")
+	seen := make(map[string]struct{}, len(names))
+	for i, n := range names {
+		if n == "" {
+			return nil, parseErr(field, "empty header name")
+		}
+		for j := 0; j < len(n); j++ {
+			if !isHeaderNameByte(n[j]) {
+				return nil, parseErr(field, "invalid header name "+quoteShort(n))
+			}
+		}
+		n = strings.ToLower(n)
+		if _, dup := seen[n]; dup {
+			return nil, parseErr(field, "header "+quoteShort(n)+" listed twice")
+		}
+		seen[n] = struct{}{}
+		names[i] = n
+	}
+	return names, nil
+}
+
+func checkSignature(field, v string) error {
+	if len(v) != 64 {
+		return parseErr(field, "want 64 hex digits, got "+strconv.Itoa(len(v))+" characters")
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return parseErr(field, "not hexadecimal")
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s holds only characters seen in access key ids,
+// regions and service names.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// isHeaderNameByte reports whether c is an RFC 9110 token character.
+func isHeaderNameByte(c byte) bool {
+	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// quoteShort quotes s for an error message, cut to a safe length.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strconv.Quote(s)
+}
