@@ -77,6 +77,9 @@ type Corrected struct {
 	// epoch is the fixed origin of the monotonic timeline: the corrected
 	// time is epoch + Mono() + anchor.off.
 	epoch time.Time
+	// startMono is the monotonic reading taken in New (epoch + startMono
+	// is the wall reading taken with it).
+	startMono time.Duration
 
 	cur       atomic.Pointer[anchor]
 	ready     chan struct{}
@@ -173,6 +176,7 @@ func New(cfg Config) *Corrected {
 	}
 	m := c.wall.Mono()
 	c.epoch = c.wall.Now().Add(-m)
+	c.startMono = m
 	a := &anchor{off: cfg.HostOffset, from: m}
 	c.cur.Store(a)
 	c.history = []*anchor{a}

@@ -15,7 +15,9 @@ import (
 func (c *Corrected) watchWall(ctx context.Context) {
 	t := time.NewTicker(c.cfg.CheckInterval)
 	defer t.Stop()
-	lastW, lastM := c.wall.Now(), c.wall.Mono()
+	// Start from the readings taken in New, so that a step between New and
+	// Run is caught too.
+	lastW, lastM := c.epoch.Add(c.startMono), c.startMono
 	gap := max(10*c.cfg.CheckInterval, 5*time.Second)
 	for {
 		select {
