@@ -19,7 +19,9 @@ const passiveSource = "passive"
 // with it too; otherwise the observation competes with the other sources on
 // uncertainty.
 func (c *Corrected) Observe(o Observation) {
-	if o.ServerTime.IsZero() || o.Sent.IsZero() || o.Received.Before(o.Sent) {
+	// Received may read earlier than Sent when the clock was corrected
+	// backwards in between: order is checked on the monotonic clock below.
+	if o.ServerTime.IsZero() || o.Sent.IsZero() || o.Received.IsZero() {
 		c.log.Debug("observation ignored: incomplete", "source", o.Source)
 		return
 	}

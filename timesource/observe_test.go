@@ -1,0 +1,191 @@
+package timesource
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/beevik/ntp"
+)
+
+func TestObserve(t *testing.T) {
+	const exchange = 40 * time.Millisecond
+	type step struct {
+		// serverSkew is the server's time minus true time; source names the
+		// observation.
+		serverSkew time.Duration
+		source     string
+	}
+	tests := []struct {
+		name string
+		// ntp, when set, syncs the clock to the fake NTP server first.
+		ntp   bool
+		steps []step
+		// wantErr is Now() minus true time afterwards, within wantTol.
+		wantErr    time.Duration
+		wantTol    time.Duration
+		wantSource string
+	}{
+		{
+			name:       "unsynced clock adopts the first Date header",
+			steps:      []step{{0, "http-date:sts.amazonaws.com"}},
+			wantErr:    0,
+			wantTol:    500*time.Millisecond + exchange/2,
+			wantSource: "http-date:sts.amazonaws.com",
+		},
+		{
+			name:       "agreeing Date header does not displace NTP",
+			ntp:        true,
+			steps:      []step{{300 * time.Millisecond, "http-date:s3.amazonaws.com"}},
+			wantErr:    0,
+			wantTol:    0,
+			wantSource: "ntp://127.0.0.1:1123",
+		},
+		{
+			name:       "skew error disagreeing with NTP corrects at once",
+			ntp:        true,
+			steps:      []step{{-7 * time.Minute, "skew-error:s3.amazonaws.com"}},
+			wantErr:    -7 * time.Minute,
+			wantTol:    500*time.Millisecond + exchange/2,
+			wantSource: "skew-error:s3.amazonaws.com",
+		},
+		{
+			name: "skew error corrects an established passive estimate",
+			steps: []step{
+				{0, "http-date:sts.amazonaws.com"},
+				{5 * time.Minute, "skew-error:lambda.us-east-1.amazonaws.com"},
+			},
+			wantErr:    5 * time.Minute,
+			wantTol:    500*time.Millisecond + exchange/2,
+			wantSource: "skew-error:lambda.us-east-1.amazonaws.com",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, w, f := newFake(t, -2*time.Hour, Config{})
+			if tt.ntp {
+				if ok, _ := c.queryOnce(context.Background(), c.sources[0]); !ok {
+					t.Fatal("NTP sample refused")
+				}
+			}
+			for _, s := range tt.steps {
+				sent := c.Now()
+				w.Advance(exchange / 2)
+				server := f.truth().Add(s.serverSkew).Truncate(time.Second)
+				w.Advance(exchange / 2)
+				c.Observe(Observation{Source: s.source, ServerTime: server, Precision: time.Second, Sent: sent, Received: c.Now()})
+				w.Advance(time.Second)
+			}
+			st := c.Status()
+			if !st.Synced || st.Source != tt.wantSource {
+				t.Fatalf("Status = %+v, want synced to %s", st, tt.wantSource)
+			}
+			if got := c.Now().Sub(f.truth()); absDur(got-tt.wantErr) > tt.wantTol {
+				t.Fatalf("Now() - truth = %v, want %v ± %v", got, tt.wantErr, tt.wantTol)
+			}
+			if absDur(c.Now().Sub(f.truth())-tt.wantErr) > st.Uncertainty+tt.wantTol {
+				t.Fatalf("error beyond reported uncertainty %v", st.Uncertainty)
+			}
+		})
+	}
+}
+
+func TestObservationSpanningBackwardCorrectionIsMapped(t *testing.T) {
+	c, w, f := newFake(t, 0, Config{})
+	if ok, _ := c.queryOnce(context.Background(), c.sources[0]); !ok {
+		t.Fatal("NTP sample refused")
+	}
+	sent := c.Now()
+	w.Advance(10 * time.Millisecond)
+	// A skew error moves the clock back 10 minutes mid-exchange ...
+	s2 := c.Now()
+	w.Advance(time.Millisecond)
+	c.Observe(Observation{Source: "skew-error:x", ServerTime: f.truth().Add(-10 * time.Minute).Truncate(time.Second), Precision: time.Second, Sent: s2, Received: c.Now()})
+	if c.Status().Source != "skew-error:x" {
+		t.Fatalf("setup: skew error not adopted: %+v", c.Status())
+	}
+	// ... so this exchange's Sent and Received sit on different timelines:
+	// at face value it lasted -10 minutes; mapped through its anchors, 21 ms.
+	w.Advance(10 * time.Millisecond)
+	c.Observe(Observation{Source: "http-date:y", ServerTime: f.truth().Add(time.Hour), Precision: time.Second, Sent: sent, Received: c.Now()})
+	st := c.Status()
+	if st.Source != "http-date:y" {
+		t.Fatalf("disagreeing observation not adopted: %+v", st)
+	}
+	if want := 500*time.Millisecond + 21*time.Millisecond/2; absDur(st.Uncertainty-want) > time.Microsecond {
+		t.Fatalf("Uncertainty = %v, want %v (a 21 ms exchange)", st.Uncertainty, want)
+	}
+}
+
+func TestAmbiguousObservationIsDropped(t *testing.T) {
+	c, w, f := newFake(t, 0, Config{})
+	f.answer = func(_ string, n int, r *ntp.Response) error {
+		if n == 1 { // a better sample that moves the clock back 2 s
+			r.RTT = 100 * time.Microsecond
+			r.ClockOffset -= 2 * time.Second
+		}
+		return nil
+	}
+	c.queryOnce(context.Background(), c.sources[0])
+	w.Advance(10 * time.Millisecond)
+	sent := c.Now()
+	w.Advance(time.Millisecond)
+	c.queryOnce(context.Background(), c.sources[0])
+	if c.cur.Load().gen != 2 {
+		t.Fatalf("setup: backward correction not installed")
+	}
+	// Sent now reads the same as a moment 2 s after the correction: two
+	// anchors explain it, 2 s apart.
+	w.Advance(3 * time.Second)
+	before := c.Status()
+	c.Observe(Observation{Source: "skew-error:q", ServerTime: f.truth().Add(time.Hour), Precision: time.Second, Sent: sent, Received: c.Now()})
+	if st := c.Status(); st.Source != before.Source {
+		t.Fatalf("ambiguous observation used: %+v", st)
+	}
+}
+
+func TestObservationReadingsFromEarlierAnchorAreMapped(t *testing.T) {
+	// Sent is read before NTP syncs the clock (host time, 1 h ahead),
+	// Received after: the exchange still maps to 20 ms on the monotonic clock.
+	c, w, f := newFake(t, time.Hour, Config{})
+	sent := c.Now()
+	w.Advance(10 * time.Millisecond)
+	if ok, _ := c.queryOnce(context.Background(), c.sources[0]); !ok {
+		t.Fatal("NTP sample refused")
+	}
+	w.Advance(10 * time.Millisecond)
+	c.Observe(Observation{Source: "skew-error:z", ServerTime: f.truth().Add(-3 * time.Minute), Precision: time.Millisecond, Sent: sent, Received: c.Now()})
+	st := c.Status()
+	if st.Source != "skew-error:z" {
+		t.Fatalf("Status = %+v, want the skew error adopted", st)
+	}
+	// RTT/2 + Precision/2 = 10 ms + 0.5 ms.
+	if want := 10*time.Millisecond + 500*time.Microsecond; absDur(st.Uncertainty-want) > time.Microsecond {
+		t.Fatalf("Uncertainty = %v, want %v (exchange mapped across anchors)", st.Uncertainty, want)
+	}
+}
+
+func TestObserveIgnoresIncompleteObservations(t *testing.T) {
+	tests := []struct {
+		name string
+		o    func(now time.Time) Observation
+	}{
+		{"no server time", func(now time.Time) Observation { return Observation{Sent: now, Received: now} }},
+		{"no sent", func(now time.Time) Observation { return Observation{ServerTime: now, Received: now} }},
+		{"received before sent", func(now time.Time) Observation {
+			return Observation{ServerTime: now, Sent: now, Received: now.Add(-time.Second)}
+		}},
+		{"readings not from this clock", func(now time.Time) Observation {
+			return Observation{ServerTime: now, Sent: now.Add(time.Hour), Received: now.Add(time.Hour)}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, _ := newFake(t, 0, Config{})
+			c.Observe(tt.o(c.Now()))
+			if st := c.Status(); st.Synced {
+				t.Fatalf("synced from an unusable observation: %+v", st)
+			}
+		})
+	}
+}
