@@ -33,7 +33,7 @@ const (
 
 	chunkSigPrefix      = ";chunk-signature="
 	trailerSigPrefix    = "x-amz-trailer-signature:"
-	chunkEmptySHA256      = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	chunkEmptySHA256    = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 	maxChunkSizeDigits  = 16      // hex digits in a chunk size; 16 cannot overflow uint64
 	chunkLineBufferSize = 4 << 10 // longest header or trailer line accepted
 	maxTrailerBytes     = 16 << 10
