@@ -1,0 +1,190 @@
+package proxytest
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
+)
+
+// FunctionBehavior is how a fake Lambda function answers.
+type FunctionBehavior struct {
+	// Delay is how long an invocation runs before it answers (or, with
+	// Stream, between the first part of the answer and the rest).
+	Delay time.Duration
+	// ReservedConcurrency, when > 0, is how many invocations may run at
+	// once; beyond it the fake answers 429 TooManyRequestsException with
+	// Reason ReservedFunctionConcurrentInvocationLimitExceeded.
+	ReservedConcurrency int
+	// Stream sends the answer in two parts: the first half of the payload
+	// at once (flushed), the rest after Delay. For Invoke the body is
+	// chunked; for InvokeWithResponseStream each part is a PayloadChunk
+	// event. Without Stream the whole answer comes after Delay.
+	Stream bool
+	// Response, when non-nil, is the payload answered instead of an echo of
+	// the request payload.
+	Response []byte
+	// FunctionError, when set, is sent as X-Amz-Function-Error (e.g.
+	// "Unhandled") with status 200, as Lambda reports a function's error.
+	FunctionError string
+}
+
+// The Lambda REST paths.
+const (
+	lambdaInvokePrefix = "/2015-03-31/functions/"
+	lambdaInvokeSuffix = "/invocations"
+	lambdaStreamPrefix = "/2021-11-15/functions/"
+	lambdaStreamSuffix = "/response-streaming-invocations"
+)
+
+// serveLambda answers a Lambda request whose signature checked out and
+// returns the operation and function name.
+func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, reqID string) (op, fn string) {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, lambdaInvokePrefix) && strings.HasSuffix(p, lambdaInvokeSuffix) && r.Method == http.MethodPost:
+		op, fn = "Invoke", functionName(p[len(lambdaInvokePrefix):len(p)-len(lambdaInvokeSuffix)])
+	case strings.HasPrefix(p, lambdaStreamPrefix) && strings.HasSuffix(p, lambdaStreamSuffix) && r.Method == http.MethodPost:
+		op, fn = "InvokeWithResponseStream", functionName(p[len(lambdaStreamPrefix):len(p)-len(lambdaStreamSuffix)])
+	default:
+		awsError{status: 400, code: "UnknownOperationException", message: "Unknown operation"}.write(w, protoJSON, reqID)
+		return "", ""
+	}
+	a.mu.Lock()
+	b := a.functions[fn]
+	a.mu.Unlock()
+
+	switch r.Header.Get("X-Amz-Invocation-Type") {
+	case "Event":
+		w.WriteHeader(http.StatusAccepted)
+		return op, fn
+	case "DryRun":
+		w.WriteHeader(http.StatusNoContent)
+		return op, fn
+	}
+	release, reason := a.admit(fn, b.ReservedConcurrency)
+	if release == nil {
+		awsError{status: 429, code: "TooManyRequestsException", message: "Rate Exceeded.",
+			jsonExtra: map[string]string{"Reason": reason, "Type": "User"}}.write(w, protoJSON, reqID)
+		return op, fn
+	}
+	defer release()
+
+	payload := body
+	if b.Response != nil {
+		payload = b.Response
+	}
+	first, rest := payload, []byte(nil)
+	if b.Stream {
+		half := (len(payload) + 1) / 2
+		first, rest = payload[:half], payload[half:]
+	}
+	ctx := r.Context()
+	w.Header().Set("X-Amz-Executed-Version", "$LATEST")
+	if b.FunctionError != "" {
+		w.Header().Set("X-Amz-Function-Error", b.FunctionError)
+	}
+	if op == "Invoke" {
+		w.Header().Set("Content-Type", "application/json")
+		if !b.Stream {
+			if !sleep(ctx, b.Delay) {
+				return op, fn
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(first)
+		flush(w)
+		if b.Stream && sleep(ctx, b.Delay) {
+			_, _ = w.Write(rest)
+		}
+		return op, fn
+	}
+
+	// InvokeWithResponseStream: event-stream framing.
+	w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
+	if !b.Stream && !sleep(ctx, b.Delay) {
+		return op, fn
+	}
+	w.WriteHeader(http.StatusOK)
+	enc := eventstream.NewEncoder()
+	send := func(eventType, contentType string, data []byte) {
+		var h eventstream.Headers
+		h.Set(":message-type", eventstream.StringValue("event"))
+		h.Set(":event-type", eventstream.StringValue(eventType))
+		h.Set(":content-type", eventstream.StringValue(contentType))
+		_ = enc.Encode(w, eventstream.Message{Headers: h, Payload: data})
+		flush(w)
+	}
+	send("PayloadChunk", "application/octet-stream", first)
+	if b.Stream {
+		if !sleep(ctx, b.Delay) {
+			return op, fn
+		}
+		if len(rest) > 0 {
+			send("PayloadChunk", "application/octet-stream", rest)
+		}
+	}
+	complete := `{"ErrorCode":"` + b.FunctionError + `","ErrorDetails":"","LogResult":""}`
+	send("InvokeComplete", "application/json", []byte(complete))
+	return op, fn
+}
+
+// admit counts an invocation of fn in, or refuses it (release == nil) with
+// the Lambda throttling reason.
+func (a *AWS) admit(fn string, reserved int) (release func(), reason string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if reserved > 0 && a.inflight[fn] >= reserved {
+		a.stats.Throttled++
+		return nil, "ReservedFunctionConcurrentInvocationLimitExceeded"
+	}
+	if a.opts.AccountConcurrency > 0 && a.total >= a.opts.AccountConcurrency {
+		a.stats.Throttled++
+		return nil, "ConcurrentInvocationLimitExceeded"
+	}
+	a.inflight[fn]++
+	a.total++
+	a.stats.MaxInFlight[fn] = max(a.stats.MaxInFlight[fn], a.inflight[fn])
+	a.stats.MaxInFlightTotal = max(a.stats.MaxInFlightTotal, a.total)
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.inflight[fn]--
+		a.total--
+	}, ""
+}
+
+// functionName reduces a name, partial ARN or ARN (with or without a
+// qualifier) to the function name.
+func functionName(s string) string {
+	if _, after, ok := strings.Cut(s, ":function:"); ok {
+		s = after
+	}
+	name, _, _ := strings.Cut(s, ":")
+	return name
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
