@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// maxFormPeek is the largest query-protocol form body read to learn its
+// Action (STS, SQS, SNS and EC2 requests are a few hundred bytes).
+const maxFormPeek = 64 << 10
+
+// operation derives the API operation of req where that is cheap: the
+// Lambda invoke paths, the X-Amz-Target header of JSON protocols, the
+// Action parameter of query protocols, and S3 from method, path and query.
+// It returns "" when it cannot tell.
+func operation(req *http.Request, service string) string {
+	if t := req.Header.Get("X-Amz-Target"); t != "" {
+		if i := strings.LastIndexByte(t, '.'); i >= 0 {
+			return t[i+1:]
+		}
+		return t
+	}
+	switch service {
+	case "lambda":
+		return lambdaOperation(req)
+	case "s3":
+		return s3Operation(req)
+	}
+	if a := req.URL.Query().Get("Action"); a != "" {
+		return a
+	}
+	return formAction(req)
+}
+
+func lambdaOperation(req *http.Request) string {
+	p := req.URL.Path
+	switch {
+	case strings.HasSuffix(p, "/response-streaming-invocations") && strings.Contains(p, "/functions/"):
+		return "InvokeWithResponseStream"
+	case strings.HasSuffix(p, "/invocations") && strings.Contains(p, "/functions/"):
+		return "Invoke"
+	case strings.HasSuffix(p, "/invoke-async/") || strings.HasSuffix(p, "/invoke-async"):
+		return "InvokeAsync"
+	}
+	return ""
+}
+
+// isLambdaInvoke reports whether req is a Lambda invocation (the requests
+// the invoke limiter holds).
+func isLambdaInvoke(op string) bool {
+	return op == "Invoke" || op == "InvokeWithResponseStream" || op == "InvokeAsync"
+}
+
+// formAction reads the Action of a small query-protocol form body and puts
+// the body back (with GetBody, so the signer can replay it).
+func formAction(req *http.Request) string {
+	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody {
+		return ""
+	}
+	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" || req.ContentLength <= 0 || req.ContentLength > maxFormPeek {
+		return ""
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	if err != nil {
+		// The signer will see the short body and fail with a clear error.
+		return ""
+	}
+	v, err := url.ParseQuery(string(body))
+	if err != nil {
+		return ""
+	}
+	return v.Get("Action")
+}
+
+// s3Operation names the common S3 operations from method, path and query.
+func s3Operation(req *http.Request) string {
+	q := req.URL.Query()
+	bucket, key := s3BucketKey(req)
+	has := func(k string) bool { _, ok := q[k]; return ok }
+	switch req.Method {
+	case http.MethodGet:
+		switch {
+		case bucket == "":
+			return "ListBuckets"
+		case key == "" && q.Get("list-type") == "2":
+			return "ListObjectsV2"
+		case key == "" && has("uploads"):
+			return "ListMultipartUploads"
+		case key == "" && has("location"):
+			return "GetBucketLocation"
+		case key == "" && has("versions"):
+			return "ListObjectVersions"
+		case key == "" && len(q) == 0 || key == "" && has("prefix") || key == "" && has("delimiter"):
+			return "ListObjects"
+		case key != "" && has("uploadId"):
+			return "ListParts"
+		case key != "" && has("tagging"):
+			return "GetObjectTagging"
+		case key != "" && !has("acl") && !has("attributes"):
+			return "GetObject"
+		}
+	case http.MethodHead:
+		if key != "" {
+			return "HeadObject"
+		}
+		if bucket != "" {
+			return "HeadBucket"
+		}
+	case http.MethodPut:
+		switch {
+		case key == "" && bucket != "" && len(q) == 0:
+			return "CreateBucket"
+		case key != "" && has("partNumber") && has("uploadId"):
+			if req.Header.Get("X-Amz-Copy-Source") != "" {
+				return "UploadPartCopy"
+			}
+			return "UploadPart"
+		case key != "" && has("tagging"):
+			return "PutObjectTagging"
+		case key != "" && req.Header.Get("X-Amz-Copy-Source") != "":
+			return "CopyObject"
+		case key != "" && len(q) == 0:
+			return "PutObject"
+		}
+	case http.MethodPost:
+		switch {
+		case key != "" && has("uploads"):
+			return "CreateMultipartUpload"
+		case key != "" && has("uploadId"):
+			return "CompleteMultipartUpload"
+		case key == "" && has("delete"):
+			return "DeleteObjects"
+		}
+	case http.MethodDelete:
+		switch {
+		case key != "" && has("uploadId"):
+			return "AbortMultipartUpload"
+		case key != "" && len(q) == 0 || key != "" && has("versionId"):
+			return "DeleteObject"
+		case key == "" && bucket != "" && len(q) == 0:
+			return "DeleteBucket"
+		}
+	}
+	return ""
+}
+
+// s3BucketKey splits an S3 request into bucket and key, for virtual-hosted
+// ("bucket.s3.region.amazonaws.com") and path-style requests.
+func s3BucketKey(req *http.Request) (bucket, key string) {
+	path := strings.TrimPrefix(req.URL.Path, "/")
+	host := normalizeHost(req.Host)
+	if first, rest, ok := strings.Cut(host, "."); ok && !strings.HasPrefix(first, "s3") && strings.Contains(rest, "s3") {
+		return first, path
+	}
+	bucket, key, _ = strings.Cut(path, "/")
+	return bucket, key
+}

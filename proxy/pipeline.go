@@ -1,0 +1,376 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/timesource"
+)
+
+// maxErrorPeek is how much of an error answer is read to classify it; the
+// bytes are put back in front of the rest of the body for the client.
+const maxErrorPeek = 8 << 10
+
+// roundTrip is goproxy's round tripper for every request: the request
+// pipeline. It never returns an error: every failure becomes an answer the
+// client can read (goproxy would otherwise drop the connection).
+func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (*http.Response, error) {
+	rt.active.Add(1)
+	start := time.Now() // for the duration only; signing time comes from Clock
+	ctx, cancel := context.WithCancel(req.Context())
+	stopHard := context.AfterFunc(rt.hardCtx, cancel)
+	x := &exchange{rt: rt, start: start, method: req.Method}
+	x.done = func() {
+		stopHard()
+		cancel()
+		rt.active.Add(-1)
+	}
+	req = req.WithContext(ctx)
+	req.RequestURI = ""
+	req.Close = false // the client's Connection: close is hop-by-hop
+
+	tun, _ := gctx.UserData.(*tunnel)
+	if tun != nil {
+		// Inside an intercepted tunnel the request must be for the tunnel's
+		// host: the proxy's credentials must not follow a Host header
+		// elsewhere.
+		if normalizeHost(req.Host) != normalizeHost(tun.host) {
+			x.host = normalizeHost(req.Host)
+			return x.finishLocal(req, reply(req, "", http.StatusMisdirectedRequest, "MisdirectedRequest",
+				"the Host header does not match the CONNECT target of this tunnel")), nil
+		}
+		pinTunnelPort(req, tun.host)
+	}
+	x.host = normalizeHost(req.Host)
+	removeHopHeaders(req.Header, true)
+	if tun == nil && !rt.intercept.Match(req.URL.Host) {
+		return x.forward(req), nil
+	}
+	return x.intercepted(req), nil
+}
+
+// pinTunnelPort makes the request URL carry the CONNECT port when it is not
+// the scheme's default (the Host header inside a tunnel often omits it).
+func pinTunnelPort(req *http.Request, tunnelHost string) {
+	_, port, err := net.SplitHostPort(tunnelHost)
+	if err != nil || req.URL.Port() != "" || port == defaultPort(req.URL.Scheme) {
+		return
+	}
+	req.URL.Host = net.JoinHostPort(req.URL.Hostname(), port)
+}
+
+// exchange is the state of one request through the pipeline.
+type exchange struct {
+	rt      *runtime
+	start   time.Time
+	method  string
+	host    string
+	info    RequestInfo
+	ro      RequestObserver
+	release func(int, http.Header)
+	retried bool
+	class   signer.Classification
+	done    func()
+}
+
+// forward sends a request for a host that is not intercepted, untouched.
+func (x *exchange) forward(req *http.Request) *http.Response {
+	resp, err := x.rt.transport.RoundTrip(req)
+	if err != nil {
+		status, msg := describeUpstreamError(x.host, err)
+		x.rt.log.Debug("upstream failure", "host", x.host, "err", redactText(err.Error()))
+		return x.finishLocal(req, reply(req, "", status, "UpstreamError", msg))
+	}
+	return x.wrap(resp, nil)
+}
+
+// intercepted runs classify, admit, sign-at-send-time, send, classify the
+// answer and retry once on skew.
+func (x *exchange) intercepted(req *http.Request) *http.Response {
+	rt := x.rt
+	ctx := req.Context()
+	if rt.p.Observer != nil {
+		var ro RequestObserver
+		ctx, ro = rt.p.Observer.Start(ctx, req)
+		req = req.WithContext(ctx)
+		x.ro = ro
+	}
+	if x.ro == nil {
+		x.ro = nopRequestObserver{}
+	}
+	formAct := ""
+	if req.URL.Query().Get("Action") == "" && req.Header.Get("X-Amz-Target") == "" {
+		formAct = formAction(req)
+	}
+	prep, err := rt.p.Signer.Prepare(req)
+	if err != nil {
+		return x.fail(req, "", err)
+	}
+	x.info = RequestInfo{
+		Service:      prep.Service,
+		Region:       prep.Region,
+		Operation:    operation(req, prep.Service),
+		Host:         x.host,
+		ClientSigned: prep.ClientAuth != nil || prep.ClientPresign != nil,
+	}
+	if x.info.Operation == "" {
+		x.info.Operation = formAct
+	}
+	if !prep.ClientTime.IsZero() {
+		x.info.ClientSignatureAge = rt.p.Clock.Now().Sub(prep.ClientTime)
+	}
+	x.ro.Classified(x.info)
+
+	if rt.p.RequireSync {
+		if st := rt.p.Clock.Status(); !st.Synced {
+			reason := st.Reason
+			if reason == "" {
+				reason = "no authoritative time source has answered yet"
+			}
+			return x.finishLocal(req, reply(req, prep.Service, http.StatusServiceUnavailable, "ClockNotSynchronized",
+				"skewproxy will not sign with an unsynchronised clock: "+reason))
+		}
+	}
+
+	if rt.p.Admitter != nil {
+		queued := isLambdaInvoke(x.info.Operation)
+		if queued {
+			x.ro.Queued()
+		}
+		release, waited, err := rt.p.Admitter.Admit(ctx, req)
+		if queued {
+			x.ro.Dequeued(waited)
+		}
+		if err != nil {
+			var ref Refusal
+			if errors.As(err, &ref) {
+				x.class = signer.Classification{Failure: ref.Failure()}
+				rec := newRecorder()
+				ref.WriteResponse(rec)
+				return x.finishLocal(req, rec.response(req))
+			}
+			return x.fail(req, prep.Service, err)
+		}
+		x.release = release
+	}
+
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		// The one rule: the signing time is read here, after every wait.
+		now := rt.p.Clock.Now()
+		out, err := prep.Sign(ctx, now)
+		if err != nil {
+			return x.fail(req, prep.Service, err)
+		}
+		x.ro.Signed(now)
+		out.RequestURI = ""
+		out.Close = false
+		sent := rt.p.Clock.Now()
+		resp, err = rt.transport.RoundTrip(out)
+		received := rt.p.Clock.Now()
+		if err != nil {
+			status, msg := describeUpstreamError(x.host, err)
+			rt.log.Debug("upstream failure", "host", x.host, "service", prep.Service, "err", redactText(err.Error()))
+			x.class = signer.Classification{}
+			return x.finishLocal(req, reply(req, prep.Service, status, "UpstreamError", msg))
+		}
+		x.observeDate(resp, sent, received)
+		x.class = signer.Classification{}
+		if resp.StatusCode < 400 {
+			break
+		}
+		peek := peekBody(resp, maxErrorPeek)
+		x.class = signer.Classify(resp.StatusCode, resp.Header, peek)
+		if x.class.Failure.IsSkew() && !x.class.ServerTime.IsZero() {
+			rt.p.Clock.Observe(timesource.Observation{
+				Source:     "aws-error:" + x.host,
+				ServerTime: x.class.ServerTime,
+				Precision:  time.Second,
+				Sent:       sent,
+				Received:   received,
+			})
+		}
+		if attempt == 0 && x.class.Failure.IsSkew() && rt.p.RetryOnSkew && prep.Replayable {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
+			resp.Body.Close()
+			x.retried = true
+			x.ro.Retried(x.class.Failure)
+			continue
+		}
+		break
+	}
+	return x.wrap(resp, nil)
+}
+
+// observeDate feeds the answer's Date header to the clock. Cached answers
+// (with an Age header) say nothing about now.
+func (x *exchange) observeDate(resp *http.Response, sent, received time.Time) {
+	v := resp.Header.Get("Date")
+	if v == "" || resp.Header.Get("Age") != "" {
+		return
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return
+	}
+	x.rt.p.Clock.Observe(timesource.Observation{
+		Source:     "http-date:" + x.host,
+		ServerTime: t,
+		Precision:  time.Second,
+		Sent:       sent,
+		Received:   received,
+	})
+}
+
+// fail answers a signing, credentials or admission error.
+func (x *exchange) fail(req *http.Request, service string, err error) *http.Response {
+	var reqErr *signer.RequestError
+	var credErr *signer.CredentialsError
+	var resp *http.Response
+	switch {
+	case errors.As(err, &reqErr):
+		status := reqErr.Status
+		if status < 400 || status > 599 {
+			status = http.StatusBadRequest
+		}
+		code := reqErr.Code
+		if code == "" {
+			code = "InvalidRequest"
+		}
+		resp = reply(req, service, status, code, reqErr.Message)
+	case errors.As(err, &credErr):
+		resp = reply(req, service, http.StatusServiceUnavailable, "ProxyCredentialsUnavailable",
+			"skewproxy could not get its AWS credentials from "+credErr.Provider)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		resp = reply(req, service, http.StatusServiceUnavailable, "RequestCancelled",
+			"the request was cancelled before it was sent upstream")
+	default:
+		resp = reply(req, service, http.StatusInternalServerError, "InternalError",
+			"skewproxy could not sign the request")
+	}
+	x.rt.log.Warn("request not sent", "host", x.host, "service", service, "status", resp.StatusCode, "err", redactText(err.Error()))
+	return x.finishLocal(req, resp)
+}
+
+// finishLocal returns an answer the proxy made itself.
+func (x *exchange) finishLocal(req *http.Request, resp *http.Response) *http.Response {
+	return x.wrap(resp, errLocalAnswer)
+}
+
+var errLocalAnswer = errors.New("answered by the proxy")
+
+// wrap prepares resp for the client and arranges for the end of the
+// exchange (release, observer, log line) to run when the client has its
+// body.
+func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
+	removeHopHeaders(resp.Header, false)
+	if x.rt.draining.Load() {
+		resp.Close = true
+	}
+	status, h := resp.StatusCode, resp.Header
+	if local != nil {
+		// The upstream never answered: the release reports no answer.
+		status, h = 0, nil
+	}
+	body := resp.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	resp.Body = &endBody{ReadCloser: body, finish: func(readErr error) {
+		if x.release != nil {
+			x.release(status, h)
+		}
+		var endErr error
+		if local != nil && x.class.Failure == signer.FailureNone {
+			endErr = errors.New(resp.Status)
+		}
+		if readErr != nil {
+			endErr = readErr
+		}
+		if x.ro != nil {
+			x.ro.End(resp.StatusCode, resp.Header, x.class, endErr)
+		}
+		x.logLine(resp.StatusCode, readErr, local != nil)
+		x.done()
+	}}
+	return resp
+}
+
+func (x *exchange) logLine(status int, readErr error, local bool) {
+	attrs := []slog.Attr{
+		slog.String("method", x.method),
+		slog.String("host", x.host),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(x.start)),
+	}
+	if x.info.Service != "" {
+		attrs = append(attrs, slog.String("service", x.info.Service), slog.String("operation", x.info.Operation), slog.String("region", x.info.Region))
+	} else {
+		attrs = append(attrs, slog.Bool("intercepted", false))
+	}
+	if x.retried {
+		attrs = append(attrs, slog.Bool("retried", true))
+	}
+	if x.class.Failure != signer.FailureNone {
+		attrs = append(attrs, slog.String("failure", string(x.class.Failure)))
+	}
+	if local {
+		attrs = append(attrs, slog.Bool("proxy_answer", true))
+	}
+	if readErr != nil {
+		attrs = append(attrs, slog.String("stream_error", redactText(readErr.Error())))
+	}
+	x.rt.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+// endBody runs finish once, when the body is closed.
+type endBody struct {
+	io.ReadCloser
+	finish  func(readErr error)
+	once    sync.Once
+	readErr error
+}
+
+func (b *endBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.readErr = err
+	}
+	return n, err
+}
+
+func (b *endBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { b.finish(b.readErr) })
+	return err
+}
+
+// peekBody reads up to n bytes of resp's body and puts them back in front
+// of the rest.
+func peekBody(resp *http.Response, n int64) []byte {
+	buf, _ := io.ReadAll(io.LimitReader(resp.Body, n))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), resp.Body), resp.Body}
+	return buf
+}
+
+type nopRequestObserver struct{}
+
+func (nopRequestObserver) Classified(RequestInfo)                             {}
+func (nopRequestObserver) Queued()                                            {}
+func (nopRequestObserver) Dequeued(time.Duration)                             {}
+func (nopRequestObserver) Signed(time.Time)                                   {}
+func (nopRequestObserver) Retried(signer.Failure)                             {}
+func (nopRequestObserver) End(int, http.Header, signer.Classification, error) {}

@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/skewproxy/skewproxy/proxy/certs"
+	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/timesource"
+)
+
+// Preparer turns an intercepted request into one that can be signed (and
+// signed again on a retry). *signer.Signer implements it.
+type Preparer interface {
+	Prepare(req *http.Request) (*signer.Prepared, error)
+}
+
+// Default timeouts and limits.
+const (
+	DefaultReadHeaderTimeout = 30 * time.Second
+	DefaultIdleTimeout       = 5 * time.Minute
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultMaxHeaderBytes    = 1 << 20
+	DefaultTunnelDialTimeout = 10 * time.Second
+)
+
+// Proxy is skewproxy's forward proxy. CONNECT tunnels to intercepted hosts
+// are terminated with a leaf from CA and every request inside them is
+// re-signed with the proxy's credentials at the moment it is sent; CONNECT
+// tunnels to any other host are relayed byte for byte; absolute-form
+// http:// requests are re-signed when their host is intercepted and
+// forwarded untouched otherwise.
+//
+// Set the fields before calling Serve and do not change them afterwards.
+type Proxy struct {
+	// Signer prepares and signs intercepted requests (required).
+	Signer Preparer
+	// Clock is the time every signature is read from (required).
+	Clock timesource.Clock
+	// CA issues the leaf certificates of intercepted tunnels (required).
+	CA *certs.Authority
+
+	// Intercept selects the hosts whose traffic is re-signed. nil means
+	// DefaultInterceptPatterns. Hosts named by Resolve rules are always
+	// intercepted as well. Nothing else is ever signed.
+	Intercept *HostMatcher
+	// Resolve redirects intercepted hosts to other addresses (--resolve).
+	// It must be the same Resolver the Transport was built with; the proxy
+	// uses it only to widen Intercept.
+	Resolve *Resolver
+	// Transport sends requests upstream. nil means
+	// NewTransport(TransportOptions{Resolver: Resolve}).
+	Transport http.RoundTripper
+	// TunnelDial dials the destination of a blind (not intercepted)
+	// CONNECT tunnel. nil means a direct TCP dial with
+	// DefaultTunnelDialTimeout; it never reads HTTPS_PROXY.
+	TunnelDial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Admitter holds intercepted requests before they are signed (the
+	// Lambda invoke limiter). nil admits every request at once.
+	Admitter Admitter
+	// Observer follows intercepted requests for telemetry. nil records
+	// nothing.
+	Observer Observer
+	// Logger receives one info line per request and debug detail. nil
+	// discards. No secret, token, signature or Authorization value is ever
+	// passed to it.
+	Logger *slog.Logger
+
+	// ProxyAuth, when not empty, is "user:pass": clients must send it as
+	// Basic Proxy-Authorization or get a 407.
+	ProxyAuth string
+	// RetryOnSkew re-signs and resends a request once after a clock-skew
+	// failure when its body can be replayed. The CLI sets it to true.
+	RetryOnSkew bool
+	// RequireSync answers 503 instead of signing while Clock is not synced.
+	RequireSync bool
+
+	// ReadHeaderTimeout bounds reading a request's headers on the listener
+	// (default DefaultReadHeaderTimeout).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a client connection, plain or intercepted tunnel,
+	// that sends or accepts nothing for this long (default
+	// DefaultIdleTimeout). Blind tunnels have no idle limit.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes limits request headers on the listener (default
+	// DefaultMaxHeaderBytes).
+	MaxHeaderBytes int
+	// DrainTimeout bounds how long Serve waits for in-flight requests after
+	// its context is done (default DefaultDrainTimeout).
+	DrainTimeout time.Duration
+
+	initOnce sync.Once
+	initErr  error
+	rt       *runtime
+}
+
+// runtime is the state built from the fields on first use.
+type runtime struct {
+	p         *Proxy
+	log       *slog.Logger
+	intercept *HostMatcher
+	transport http.RoundTripper
+	handler   http.Handler
+	conns     *connSet
+	authValue string // expected Proxy-Authorization value
+
+	active   atomic.Int64 // requests in the pipeline
+	draining atomic.Bool
+	hardCtx  context.Context // cancelled when the drain gives up
+	hardStop context.CancelFunc
+}
+
+func (p *Proxy) init() (*runtime, error) {
+	p.initOnce.Do(func() { p.rt, p.initErr = p.build() })
+	return p.rt, p.initErr
+}
+
+func (p *Proxy) build() (*runtime, error) {
+	switch {
+	case p.Signer == nil:
+		return nil, errors.New("proxy: Signer is required")
+	case p.Clock == nil:
+		return nil, errors.New("proxy: Clock is required")
+	case p.CA == nil:
+		return nil, errors.New("proxy: CA is required")
+	}
+	rt := &runtime{p: p, log: p.Logger, conns: newConnSet()}
+	if rt.log == nil {
+		rt.log = slog.New(slog.DiscardHandler)
+	}
+	patterns := DefaultInterceptPatterns()
+	if p.Intercept != nil {
+		patterns = p.Intercept.Patterns()
+	}
+	m, err := ParseHostPatterns(append(patterns, p.Resolve.Hosts()...))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: intercept patterns: %w", err)
+	}
+	rt.intercept = m
+	rt.transport = p.Transport
+	if rt.transport == nil {
+		rt.transport = NewTransport(TransportOptions{Resolver: p.Resolve})
+	}
+	if p.ProxyAuth != "" {
+		rt.authValue = "Basic " + base64.StdEncoding.EncodeToString([]byte(p.ProxyAuth))
+	}
+	rt.hardCtx, rt.hardStop = context.WithCancel(context.Background())
+	rt.handler = rt.newHandler()
+	return rt, nil
+}
+
+func (rt *runtime) idleTimeout() time.Duration {
+	if rt.p.IdleTimeout > 0 {
+		return rt.p.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+// newHandler wires goproxy: proxy auth in front, CONNECT dispatch by
+// Intercept, and the pipeline as the round tripper of every request.
+func (rt *runtime) newHandler() http.Handler {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Verbose = false
+	gp.Logger = goproxyLogger{log: rt.log}
+	// goproxy strips Accept-Encoding and Proxy-* headers by default; the
+	// pipeline removes exactly the hop-by-hop headers itself.
+	gp.KeepHeader = true
+	gp.KeepAcceptEncoding = true
+	gp.AllowHTTP2 = false
+	// goproxy's default transport skips TLS verification and reads
+	// HTTPS_PROXY; it must never be used. Every request gets
+	// ctx.RoundTripper below, and this one refuses as a safety net.
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuseDial}
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = rt.tunnelDial
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "skewproxy is a forward proxy: send absolute-form or CONNECT requests (admin endpoints are on the admin listener)", http.StatusBadRequest)
+	})
+	pipeline := goproxy.RoundTripperFunc(rt.roundTrip)
+	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		if !rt.intercept.Match(host) {
+			return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, host
+		}
+		if c := connFromContext(ctx.Req.Context()); c != nil {
+			c.setIdleTimeout(rt.idleTimeout())
+		}
+		ctx.UserData = &tunnel{host: host}
+		ctx.RoundTripper = pipeline
+		return &goproxy.ConnectAction{
+			Action: goproxy.ConnectMitm,
+			TLSConfig: func(host string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
+				cfg, err := rt.p.CA.TLSConfigForHost(host)
+				if err != nil {
+					rt.log.Warn("no leaf certificate for intercepted host", "host", host, "err", err)
+				}
+				return cfg, err
+			},
+		}, host
+	})
+	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		ctx.RoundTripper = pipeline
+		return r, nil
+	})
+	return rt.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			gp.ServeHTTP(w, r)
+			return
+		}
+		// goproxy flushes plain responses only for event streams; flush
+		// every write so streamed answers reach the client as they come.
+		gp.ServeHTTP(flushingWriter{w}, r)
+	}))
+}
+
+// tunnel is the goproxy UserData of an intercepted CONNECT.
+type tunnel struct{ host string }
+
+func refuseDial(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("proxy: goproxy's own transport is disabled")
+}
+
+func (rt *runtime) tunnelDial(req *http.Request, network, addr string) (net.Conn, error) {
+	ctx := req.Context()
+	if rt.p.TunnelDial != nil {
+		return rt.p.TunnelDial(ctx, network, addr)
+	}
+	d := net.Dialer{Timeout: DefaultTunnelDialTimeout, KeepAlive: 30 * time.Second}
+	return d.DialContext(ctx, network, addr)
+}
+
+// flushingWriter flushes after every write.
+type flushingWriter struct{ http.ResponseWriter }
+
+func (f flushingWriter) Write(p []byte) (int, error) {
+	n, err := f.ResponseWriter.Write(p)
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}
+
+func (f flushingWriter) Flush() {
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+func (f flushingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(f.ResponseWriter).Hijack()
+}
+
+func (f flushingWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// Serve accepts proxy clients on ln until ctx is done, then stops
+// accepting, lets in-flight requests finish for at most DrainTimeout,
+// aborts what is left, closes every client connection and returns nil. It
+// returns an error when the configuration is incomplete or ln fails.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	rt, err := p.init()
+	if err != nil {
+		return err
+	}
+	readHeader := p.ReadHeaderTimeout
+	if readHeader <= 0 {
+		readHeader = DefaultReadHeaderTimeout
+	}
+	maxHeader := p.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	srv := &http.Server{
+		Handler:           rt.handler,
+		ReadHeaderTimeout: readHeader,
+		IdleTimeout:       rt.idleTimeout(),
+		MaxHeaderBytes:    maxHeader,
+		ErrorLog:          slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*trackedConn); ok {
+				return context.WithValue(ctx, connKey{}, tc)
+			}
+			return ctx
+		},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(&trackingListener{Listener: ln, set: rt.conns}) }()
+	select {
+	case err := <-errc:
+		rt.hardStop()
+		rt.conns.closeAll()
+		return fmt.Errorf("proxy: serve: %w", err)
+	case <-ctx.Done():
+	}
+	drain := p.DrainTimeout
+	if drain <= 0 {
+		drain = DefaultDrainTimeout
+	}
+	rt.draining.Store(true)
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Stops accepting, closes idle plain connections and waits for
+		// plain requests; hijacked tunnels are not its business.
+		srv.Shutdown(dctx)
+	}()
+	rt.waitIdle(dctx)
+	wg.Wait()
+	if n := rt.active.Load(); n > 0 {
+		rt.log.Warn("drain timeout: aborting in-flight requests", "inflight", n, "drain_timeout", drain)
+	}
+	rt.hardStop()
+	srv.Close()
+	rt.conns.closeAll()
+	<-errc
+	return nil
+}
+
+// waitIdle waits until no request is in the pipeline or ctx is done.
+func (rt *runtime) waitIdle(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for rt.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ParseUpstreamProxy parses a --upstream-proxy URL (http or https).
+func ParseUpstreamProxy(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("upstream proxy %q: %w", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream proxy %q: want http://HOST:PORT or https://HOST:PORT", s)
+	}
+	return u, nil
+}

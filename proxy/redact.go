@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+const redacted = "REDACTED"
+
+// sensitiveHeaders never reach a log unmasked.
+var sensitiveHeaders = map[string]bool{
+	"Authorization":        true,
+	"Proxy-Authorization":  true,
+	"X-Amz-Security-Token": true,
+	"Cookie":               true,
+	"Set-Cookie":           true,
+}
+
+// sensitiveQuery are the presigned-URL parameters that carry secrets or
+// identify credentials.
+var sensitiveQuery = map[string]bool{
+	"x-amz-signature":      true,
+	"x-amz-credential":     true,
+	"x-amz-security-token": true,
+	"signature":            true,
+	"awsaccesskeyid":       true,
+}
+
+// redactHeader returns a copy of h with sensitive values replaced.
+func redactHeader(h http.Header) http.Header {
+	out := h.Clone()
+	for k := range out {
+		if sensitiveHeaders[http.CanonicalHeaderKey(k)] {
+			out[k] = []string{redacted}
+		}
+	}
+	return out
+}
+
+// redactURL renders u with sensitive query values replaced and any user
+// information removed.
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" {
+		parts := strings.Split(c.RawQuery, "&")
+		for i, p := range parts {
+			k, _, _ := strings.Cut(p, "=")
+			name, err := url.QueryUnescape(k)
+			if err != nil {
+				name = k
+			}
+			if sensitiveQuery[strings.ToLower(name)] {
+				parts[i] = k + "=" + redacted
+			}
+		}
+		c.RawQuery = strings.Join(parts, "&")
+	}
+	return c.String()
+}
+
+// secretPattern finds secrets in free text: SigV4 Authorization fields,
+// presigned query parameters, Basic/Bearer credentials and header lines.
+var secretPattern = regexp.MustCompile(`(?i)(signature=|credential=|x-amz-security-token[=:]\s*|x-amz-signature=|x-amz-credential=|authorization:\s*|basic\s+|bearer\s+)[^\s,&"';]+`)
+
+// redactText masks secrets inside a free-form message (goproxy's log lines,
+// error strings from lower layers).
+func redactText(s string) string {
+	return secretPattern.ReplaceAllStringFunc(s, func(m string) string {
+		loc := secretPattern.FindStringSubmatchIndex(m)
+		return m[:loc[3]] + redacted
+	})
+}
+
+// goproxyLogger routes goproxy's printf-style log lines to slog at debug
+// level, redacted. goproxy's verbose mode stays off; what remains are its
+// warnings (a client that hung up, a failed handshake), which are noise at
+// info level.
+type goproxyLogger struct{ log *slog.Logger }
+
+func (l goproxyLogger) Printf(format string, v ...any) {
+	if !l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	l.log.Debug("goproxy", "detail", redactText(msg))
+}
+
+// redactingHandler masks secrets in the message and string attributes of
+// records that come from lower layers (net/http's error log).
+type redactingHandler struct{ slog.Handler }
+
+func (h redactingHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, redactText(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindString {
+			a.Value = slog.StringValue(redactText(a.Value.String()))
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h redactingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return redactingHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h redactingHandler) WithGroup(name string) slog.Handler {
+	return redactingHandler{h.Handler.WithGroup(name)}
+}
