@@ -2,9 +2,14 @@ package telemetry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,4 +231,50 @@ func classifyAPIGateway(status int, body []byte) string {
 		}
 	}
 	return ""
+}
+
+func TestErrorType(t *testing.T) {
+	dialErr := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	tests := []struct {
+		name    string
+		status  int
+		failure signer.Failure
+		apigw   string
+		err     error
+		want    string
+	}{
+		{"failure class wins", 403, signer.FailureSignatureMismatch, "", nil, "signature_mismatch"},
+		{"api gateway mode", 504, "", "integration_timeout", nil, "integration_timeout"},
+		{"plain status", 404, "", "", nil, "404"},
+		{"deadline", 0, "", "", context.DeadlineExceeded, "context.deadlineExceededError"},
+		{"wrapped url error around dial error", 0, "", "", fmt.Errorf("upstream: %w",
+			&url.Error{Op: "Post", URL: "https://s3.amazonaws.com/b/k?X-Amz-Signature=abc", Err: dialErr}), "*net.OpError"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := errorType(tc.status, tc.failure, tc.apigw, tc.err); got != tc.want {
+				t.Errorf("errorType = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestErrorDescriptionHidesURL: a transport error's URL may carry a
+// presigned query (signature, credential, session token); the span status
+// must not quote it.
+func TestErrorDescriptionHidesURL(t *testing.T) {
+	h := newHarness(t)
+	_, o := h.tel.Start(context.Background(), lambdaInvoke(t))
+	secretURL := "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIDEXAMPLE%2F20260314&X-Amz-Signature=deadbeef&X-Amz-Security-Token=FQoGZXIvYXdzE"
+	o.End(0, nil, signer.Classification{}, fmt.Errorf("upstream: %w", &url.Error{Op: "Get", URL: secretURL, Err: io.ErrUnexpectedEOF}))
+	s := h.onlySpan(t)
+	desc := s.Status().Description
+	for _, secret := range []string{"AKIDEXAMPLE", "deadbeef", "FQoGZXIvYXdzE", "X-Amz"} {
+		if strings.Contains(desc, secret) {
+			t.Errorf("status description %q leaks %q", desc, secret)
+		}
+	}
+	if desc != "Get: unexpected EOF" {
+		t.Errorf("status description = %q", desc)
+	}
 }

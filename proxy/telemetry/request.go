@@ -204,7 +204,7 @@ func errorType(status int, f signer.Failure, apigw string, err error) string {
 	case apigw != "":
 		return apigw
 	case err != nil:
-		return fmt.Sprintf("%T", innermost(err))
+		return fmt.Sprintf("%T", meaningfulError(err))
 	default:
 		return strconv.Itoa(status)
 	}
@@ -227,10 +227,20 @@ func statusDescription(c signer.Classification, err error, errType string) strin
 	return errType
 }
 
-// innermost unwraps err to its root cause, stopping at joined errors.
-func innermost(err error) error {
+// meaningfulError skips the wrappers that say nothing about the kind of
+// failure (fmt.Errorf's %w wrapper, *url.Error) and returns the first error
+// of the chain that does: *net.OpError, context.deadlineExceededError, ...
+func meaningfulError(err error) error {
 	for {
-		next := errors.Unwrap(err)
+		var next error
+		switch e := err.(type) {
+		case *url.Error:
+			next = e.Err
+		case interface{ Unwrap() error }:
+			if fmt.Sprintf("%T", err) == "*fmt.wrapError" {
+				next = e.Unwrap()
+			}
+		}
 		if next == nil {
 			return err
 		}
