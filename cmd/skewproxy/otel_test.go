@@ -3,21 +3,24 @@ package main
 import (
 	"compress/gzip"
 	"context"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.opentelemetry.io/otel/attribute"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skewproxy/skewproxy/proxy"
 	"github.com/skewproxy/skewproxy/proxy/telemetry"
 	"github.com/skewproxy/skewproxy/signer"
 	"github.com/skewproxy/skewproxy/timesource"
@@ -82,12 +85,17 @@ func (r *otlpReceiver) traceRequests() []*collectortrace.ExportTraceServiceReque
 func otlpAttrs(kvs []*commonpb.KeyValue) map[string]string {
 	m := map[string]string{}
 	for _, kv := range kvs {
-		v := kv.GetValue()
-		switch {
-		case v.GetStringValue() != "":
-			m[kv.GetKey()] = v.GetStringValue()
+		switch v := kv.GetValue().GetValue().(type) {
+		case *commonpb.AnyValue_StringValue:
+			m[kv.GetKey()] = v.StringValue
+		case *commonpb.AnyValue_BoolValue:
+			m[kv.GetKey()] = strconv.FormatBool(v.BoolValue)
+		case *commonpb.AnyValue_IntValue:
+			m[kv.GetKey()] = strconv.FormatInt(v.IntValue, 10)
+		case *commonpb.AnyValue_DoubleValue:
+			m[kv.GetKey()] = strconv.FormatFloat(v.DoubleValue, 'f', -1, 64)
 		default:
-			m[kv.GetKey()] = strings.TrimSpace(v.String())
+			m[kv.GetKey()] = fmt.Sprintf("%T", v)
 		}
 	}
 	return m
@@ -141,9 +149,24 @@ func TestSetupOTelTraceExport(t *testing.T) {
 			if err != nil {
 				t.Fatalf("setupOTel: %v", err)
 			}
-			_, span := setup.TracerProvider.Tracer("otel_test").Start(ctx, "Lambda.Invoke")
-			span.SetAttributes(attribute.String("rpc.system", "aws-api"), attribute.Float64("skewproxy.clock.offset_ms", -1200000))
-			span.End()
+			// The span the proxy makes for a Lambda invoke retried after skew.
+			tel, err := telemetry.New(telemetry.Options{
+				TracerProvider: setup.TracerProvider,
+				MeterProvider:  setup.MeterProvider,
+				Clock:          otelTestClock{st: timesource.Status{Synced: true, Source: "ntp://127.0.0.1:1123", Offset: -20 * time.Minute}},
+			})
+			if err != nil {
+				t.Fatalf("telemetry.New: %v", err)
+			}
+			defer tel.Close()
+			req := httptest.NewRequest(http.MethodPost, "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations", nil)
+			req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			_, o := tel.Start(ctx, req)
+			o.Classified(proxy.RequestInfo{Service: "lambda", Region: "us-east-1", Operation: "Invoke"})
+			o.Signed(time.Now())
+			o.Retried(signer.FailureSignatureExpired)
+			o.Signed(time.Now())
+			o.End(200, http.Header{"X-Amzn-Requestid": {"req-1"}}, signer.Classification{}, nil)
 			if err := setup.TracerProvider.ForceFlush(ctx); err != nil {
 				t.Fatalf("ForceFlush: %v", err)
 			}
@@ -169,11 +192,26 @@ func TestSetupOTelTraceExport(t *testing.T) {
 							}
 							found = true
 							attrs := otlpAttrs(s.GetAttributes())
-							if attrs["rpc.system"] != "aws-api" {
-								t.Errorf("rpc.system = %q", attrs["rpc.system"])
+							for k, want := range map[string]string{
+								"rpc.system":                "aws-api",
+								"rpc.service":               "Lambda",
+								"rpc.method":                "Invoke",
+								"cloud.region":              "us-east-1",
+								"aws.request_id":            "req-1",
+								"skewproxy.failure":         "signature_expired",
+								"skewproxy.retried":         "true",
+								"skewproxy.clock.offset_ms": "-1200000",
+								"http.response.status_code": "200",
+							} {
+								if attrs[k] != want {
+									t.Errorf("%s = %q, want %q", k, attrs[k], want)
+								}
 							}
-							if !strings.Contains(attrs["skewproxy.clock.offset_ms"], "-1.2e+06") {
-								t.Errorf("skewproxy.clock.offset_ms = %q", attrs["skewproxy.clock.offset_ms"])
+							if got := hex.EncodeToString(s.GetTraceId()); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+								t.Errorf("trace id = %s, want the client's", got)
+							}
+							if s.GetKind() != tracepb.Span_SPAN_KIND_CLIENT {
+								t.Errorf("span kind = %v", s.GetKind())
 							}
 							if res["service.name"] != tc.wantService || res["service.version"] != "1.2.3" {
 								t.Errorf("resource = %v, want service %q version 1.2.3", res, tc.wantService)
