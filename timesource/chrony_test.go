@@ -50,7 +50,7 @@ func TestChronySyncsDespiteHostOffset(t *testing.T) {
 				Sources:    []string{"ntp://" + closedUDPPort(t), "ntp://" + addr},
 				HostOffset: tt.offset,
 			})
-			if d := c.Now().Sub(time.Now()); abs(d-tt.offset) > 5*time.Millisecond {
+			if d := time.Until(c.Now()); abs(d-tt.offset) > 5*time.Millisecond {
 				t.Fatalf("before sync Now() is host+%v, want host+%v", d, tt.offset)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
@@ -69,7 +69,7 @@ func TestChronySyncsDespiteHostOffset(t *testing.T) {
 			case <-time.After(2 * time.Second):
 				t.Fatalf("not synced within 2s: %+v", c.Status())
 			}
-			if d := c.Now().Sub(time.Now()); abs(d) > 5*time.Millisecond {
+			if d := time.Until(c.Now()); abs(d) > 5*time.Millisecond {
 				t.Fatalf("Now() is %v off the clock chrony serves, want within 5ms", d)
 			}
 			st := c.Status()
@@ -120,7 +120,7 @@ func TestPassiveObservationsCarryTheClock(t *testing.T) {
 	default:
 		t.Fatalf("not ready after an observation: %+v", c.Status())
 	}
-	if d := c.Now().Sub(time.Now()); abs(d) > time.Second {
+	if d := time.Until(c.Now()); abs(d) > time.Second {
 		t.Fatalf("Now() is %v off true time after a Date observation, want within 1s", d)
 	}
 	st = c.Status()

@@ -173,5 +173,3 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-func within(a, b, tol time.Duration) bool { return absDur(a-b) <= tol }

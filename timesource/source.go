@@ -59,23 +59,24 @@ func ParseSource(s string) (Source, error) {
 	if host == "" {
 		return Source{}, fmt.Errorf("time source %q: missing host: %s", s, want)
 	}
-	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
-		return Source{}, fmt.Errorf("time source %q: bad IPv6 address %q: %s", s, host, want)
+	if strings.Contains(host, ":") {
+		if !strings.HasPrefix(u.Host, "[") || net.ParseIP(host) == nil {
+			return Source{}, fmt.Errorf("time source %q: bad IPv6 address %q (bracket it, no zone): %s", s, host, want)
+		}
+	} else if !validHostName(host) {
+		return Source{}, fmt.Errorf("time source %q: bad host %q: %s", s, host, want)
 	}
 	port := defaultNTPPort
+	raw := "ntp://" + u.Host
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
+		if err != nil || n < 1 || n > 65535 || strings.HasPrefix(p, "+") {
 			return Source{}, fmt.Errorf("time source %q: bad port %q: %s", s, p, want)
 		}
 		port = n
+		raw = "ntp://" + net.JoinHostPort(host, strconv.Itoa(n))
 	} else if strings.HasSuffix(u.Host, ":") {
 		return Source{}, fmt.Errorf("time source %q: empty port: %s", s, want)
-	}
-	raw := "ntp://" + u.Host
-	if strings.Contains(host, ":") && !strings.HasPrefix(u.Host, "[") {
-		// url.Parse accepts no unbracketed IPv6 host, but be explicit.
-		return Source{}, fmt.Errorf("time source %q: IPv6 address must be bracketed: %s", s, want)
 	}
 	return Source{Host: host, Port: port, raw: raw}, nil
 }
@@ -94,6 +95,22 @@ func ParseSources(ss []string) ([]Source, error) {
 		out = append(out, src)
 	}
 	return out, errors.Join(errs...)
+}
+
+// validHostName reports whether h is an IPv4 address or a DNS name made
+// of letters, digits, '-', '_' and '.'.
+func validHostName(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // isSmeared reports whether host is in the list of leap-smearing hosts.

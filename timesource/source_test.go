@@ -30,6 +30,9 @@ func TestParseSource(t *testing.T) {
 		{name: "unbracketed ipv6", in: "ntp://fd00:ec2::123", wantErr: "want ntp://HOST[:PORT]"},
 		{name: "bad bracketed ipv6", in: "ntp://[fd00:zz::1]", wantErr: "want ntp://HOST[:PORT]"},
 		{name: "path", in: "ntp://h/x", wantErr: "path"},
+		{name: "ipv6 zone", in: "ntp://[fe80::1%25eth0]", wantErr: "no zone"},
+		{name: "escaped host", in: "ntp://%25", wantErr: "bad host"},
+		{name: "port leading zero normalised", in: "ntp://h:0123", wantStr: "ntp://h:123", wantAddr: "h:123"},
 		{name: "user info", in: "ntp://u@h", wantErr: "user"},
 		{name: "query", in: "ntp://h?x=1", wantErr: "query"},
 	}
