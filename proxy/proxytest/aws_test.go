@@ -488,3 +488,38 @@ func TestAWSRecordsHeaders(t *testing.T) {
 		t.Fatalf("LastHeader token = %q", h)
 	}
 }
+
+func TestAWSLambdaInvokeStreamFirstBytesEarly(t *testing.T) {
+	const delay = 500 * time.Millisecond
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) {
+			fake := NewAWS(t, AWSOptions{Credentials: proxyCreds, HTTP2: h2, Functions: map[string]FunctionBehavior{
+				"chunky": {Delay: delay, Stream: true},
+			}})
+			payload := []byte(`{"part":"one","and":"two"}`)
+			r := signedRequest(t, "POST", "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/chunky/invocations", payload, proxyCreds, "lambda", time.Now(), false)
+			start := time.Now()
+			resp, err := fake.Client().Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if got := resp.ProtoMajor; (got == 2) != h2 {
+				t.Fatalf("protocol HTTP/%d", got)
+			}
+			buf := make([]byte, 64)
+			n, err := resp.Body.Read(buf)
+			firstAt := time.Since(start)
+			if n == 0 || err != nil || firstAt >= delay {
+				t.Fatalf("first read: %d bytes, err %v, after %v (delay %v)", n, err, firstAt, delay)
+			}
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(buf[:n]) + string(rest); got != string(payload) || time.Since(start) < delay {
+				t.Fatalf("body %q after %v", got, time.Since(start))
+			}
+		})
+	}
+}

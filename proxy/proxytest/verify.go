@@ -495,3 +495,6 @@ func hexSHA256(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// HexSHA256 is the lower-case hex SHA-256 of b, the payload hash SigV4 signs.
+func HexSHA256(b []byte) string { return hexSHA256(b) }
