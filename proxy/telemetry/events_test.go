@@ -246,6 +246,8 @@ func TestErrorType(t *testing.T) {
 		{"failure class wins", 403, signer.FailureSignatureMismatch, "", nil, "signature_mismatch"},
 		{"api gateway mode", 504, "", "integration_timeout", nil, "integration_timeout"},
 		{"plain status", 404, "", "", nil, "404"},
+		{"status wins over a local-answer error", 502, "", "", errors.New("502 Bad Gateway"), "502"},
+		{"anonymous error", 200, "", "", errors.New("client went away"), "_OTHER"},
 		{"deadline", 0, "", "", context.DeadlineExceeded, "context.deadlineExceededError"},
 		{"wrapped url error around dial error", 0, "", "", fmt.Errorf("upstream: %w",
 			&url.Error{Op: "Post", URL: "https://s3.amazonaws.com/b/k?X-Amz-Signature=abc", Err: dialErr}), "*net.OpError"},

@@ -50,6 +50,11 @@ type requestObserver struct {
 	ctx  context.Context
 	span trace.Span
 
+	// maxAge is the client-signature age past which the request would have
+	// failed without skewproxy: SignatureAgeWarning, or X-Amz-Expires for a
+	// presigned URL (0: unknown, never warn).
+	maxAge time.Duration
+
 	mu         sync.Mutex
 	service    string // SDK service id
 	signing    string // signing name, e.g. "execute-api"
@@ -76,7 +81,7 @@ func (r *requestObserver) Classified(info proxy.RequestInfo) {
 	}
 	if info.ClientSigned {
 		attrs = append(attrs, KeyClientSignatureAgeMS.Float64(ms(info.ClientSignatureAge)))
-		if age := info.ClientSignatureAge; age > SignatureAgeWarning || age < -SignatureAgeWarning {
+		if age := info.ClientSignatureAge; r.maxAge > 0 && (age > r.maxAge || age < -SignatureAgeWarning) {
 			r.t.logger.WarnContext(r.ctx, "this request would have failed without skewproxy",
 				slog.String("service", r.service),
 				slog.String("operation", info.Operation),
@@ -87,6 +92,24 @@ func (r *requestObserver) Classified(info proxy.RequestInfo) {
 	}
 	r.span.SetName(name)
 	r.span.SetAttributes(attrs...)
+}
+
+// maxSignatureAge is how old the client's signature of req may be before AWS
+// refuses it: X-Amz-Expires for a presigned URL (0 if unreadable), else
+// SignatureAgeWarning.
+func maxSignatureAge(req *http.Request) time.Duration {
+	if req.URL == nil {
+		return SignatureAgeWarning
+	}
+	q := req.URL.Query()
+	if q.Get("X-Amz-Signature") == "" && q.Get("X-Amz-Algorithm") == "" {
+		return SignatureAgeWarning
+	}
+	secs, err := strconv.ParseInt(q.Get("X-Amz-Expires"), 10, 64)
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
 }
 
 // clientClock says which way a client's signature age points.
@@ -195,20 +218,27 @@ func requestID(c signer.Classification, h http.Header) string {
 }
 
 // errorType is the low-cardinality error.type of a failed request: the
-// failure class, else the API Gateway failure mode, else the Go error type,
-// else the status code.
+// failure class, else the API Gateway failure mode, else the status code
+// (4xx, 5xx), else the Go type of the error.
 func errorType(status int, f signer.Failure, apigw string, err error) string {
 	switch {
 	case f != signer.FailureNone:
 		return string(f)
 	case apigw != "":
 		return apigw
-	case err != nil:
-		return fmt.Sprintf("%T", meaningfulError(err))
-	default:
+	case status >= 400:
 		return strconv.Itoa(status)
+	case err != nil:
+		if t := fmt.Sprintf("%T", meaningfulError(err)); t != "*errors.errorString" {
+			return t
+		}
 	}
+	return errorTypeOther
 }
+
+// errorTypeOther is the semantic conventions' error.type for an error with
+// no better name.
+const errorTypeOther = "_OTHER"
 
 // statusDescription says why the span failed without quoting anything that
 // could carry a secret: AWS error codes only, and transport errors stripped

@@ -24,7 +24,9 @@ const ScopeName = "github.com/skewproxy/skewproxy/proxy"
 // SignatureAgeWarning is the client-signature age past which a request is
 // logged as one that would have failed without skewproxy: AWS refuses
 // signatures more than 5 minutes old, and a minute of margin covers the
-// trip upstream.
+// trip upstream. A presigned URL is instead measured against its own
+// X-Amz-Expires. A signature from more than SignatureAgeWarning in the
+// future (client clock ahead) is logged too.
 const SignatureAgeWarning = 4 * time.Minute
 
 // Metric instrument names. The Prometheus exporter renders them with dots
@@ -221,7 +223,7 @@ func (t *Telemetry) Start(ctx context.Context, req *http.Request) (context.Conte
 	ctx, span := t.tracer.Start(ctx, defaultSpanName,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attrs...))
-	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID("")}
+	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID(""), maxAge: maxSignatureAge(req)}
 }
 
 // defaultSpanName names the span of a request that was never classified.

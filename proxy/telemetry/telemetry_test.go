@@ -287,6 +287,43 @@ func TestRequestSpans(t *testing.T) {
 			wantWarn:   true,
 		},
 		{
+			name: "presigned URL within its expiry does not warn",
+			req: func(t *testing.T) *http.Request {
+				return httptest.NewRequest(http.MethodGet,
+					"https://photos.s3.eu-west-1.amazonaws.com/cat.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=86400&X-Amz-Signature=00", nil)
+			},
+			drive: func(o proxy.RequestObserver) {
+				o.Classified(proxy.RequestInfo{Service: "s3", Region: "eu-west-1", Operation: "GetObject",
+					Host: "photos.s3.eu-west-1.amazonaws.com", ClientSigned: true, ClientSignatureAge: 2 * time.Hour})
+				o.Signed(signedAt)
+				o.End(200, nil, signer.Classification{}, nil)
+			},
+			wantName: "S3.GetObject",
+			wantAttrs: merge(baseAttrs("S3", "GetObject", "eu-west-1", "photos.s3.eu-west-1.amazonaws.com", "GET"), map[string]any{
+				"http.response.status_code":         int64(200),
+				"skewproxy.client_signature.age_ms": float64(7200000),
+				"skewproxy.retried":                 false,
+			}),
+			wantEvents: []string{"signed"},
+		},
+		{
+			name: "client clock ahead warns",
+			req:  lambdaInvoke,
+			drive: func(o proxy.RequestObserver) {
+				info := invokeInfo
+				info.ClientSignatureAge = -10 * time.Minute
+				o.Classified(info)
+				o.End(200, nil, signer.Classification{}, nil)
+			},
+			wantName: "Lambda.Invoke",
+			wantAttrs: merge(lambdaAttrs, map[string]any{
+				"http.response.status_code":         int64(200),
+				"skewproxy.client_signature.age_ms": float64(-600000),
+				"skewproxy.retried":                 false,
+			}),
+			wantWarn: true,
+		},
+		{
 			name: "transport error without answer",
 			req: func(t *testing.T) *http.Request {
 				return httptest.NewRequest(http.MethodPost, "https://sts.amazonaws.com/", nil)
