@@ -67,10 +67,15 @@ type trackedConn struct {
 	net.Conn
 	set       *connSet
 	idle      atomic.Int64 // nanoseconds; 0 = no deadline
+	pending   atomic.Int64 // idle timeout to apply from the next Write on
 	closeOnce sync.Once
 }
 
-func (c *trackedConn) setIdleTimeout(d time.Duration) { c.idle.Store(int64(d)) }
+// setIdleTimeout arms the per-operation deadlines. They take effect from
+// the next Write (goproxy's "200 OK" after the hijack): before the hijack,
+// net/http aborts its background read with a past deadline that a fresh
+// deadline here would undo.
+func (c *trackedConn) setIdleTimeout(d time.Duration) { c.pending.Store(int64(d)) }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	if d := time.Duration(c.idle.Load()); d > 0 {
@@ -80,6 +85,9 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
+	if d := c.pending.Swap(0); d > 0 {
+		c.idle.Store(d)
+	}
 	if d := time.Duration(c.idle.Load()); d > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(d))
 	}
