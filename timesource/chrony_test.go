@@ -49,6 +49,7 @@ func TestChronySyncsDespiteHostOffset(t *testing.T) {
 				// An unreachable first source must not delay the answer.
 				Sources:    []string{"ntp://" + closedUDPPort(t), "ntp://" + addr},
 				HostOffset: tt.offset,
+				BurstGap:   20 * time.Millisecond,
 			})
 			if d := time.Until(c.Now()); abs(d-tt.offset) > 5*time.Millisecond {
 				t.Fatalf("before sync Now() is host+%v, want host+%v", d, tt.offset)
@@ -69,8 +70,14 @@ func TestChronySyncsDespiteHostOffset(t *testing.T) {
 			case <-time.After(2 * time.Second):
 				t.Fatalf("not synced within 2s: %+v", c.Status())
 			}
-			if d := time.Until(c.Now()); abs(d) > 5*time.Millisecond {
-				t.Fatalf("Now() is %v off the clock chrony serves, want within 5ms", d)
+			// Let the burst finish so that the filter holds its best sample
+			// even on a loaded machine.
+			time.Sleep(200 * time.Millisecond)
+			before := time.Now()
+			now := c.Now()
+			after := time.Now()
+			if now.Before(before.Add(-5*time.Millisecond)) || now.After(after.Add(5*time.Millisecond)) {
+				t.Fatalf("Now() = %v, want within 5ms of the clock chrony serves [%v, %v]", now, before, after)
 			}
 			st := c.Status()
 			if !st.Synced || st.Source != "ntp://"+addr || st.Smeared || st.Passive || st.Reason != "" {
@@ -107,14 +114,19 @@ func TestPassiveObservationsCarryTheClock(t *testing.T) {
 	}
 
 	// A Date header: whole seconds of the true (real) time.
-	observe := func(source string, serverNow func() time.Time) {
+	// It returns the exchange's duration measured on the real clock.
+	observe := func(source string, serverNow func() time.Time) time.Duration {
+		start := time.Now()
 		sent := c.Now()
 		time.Sleep(3 * time.Millisecond) // the exchange
 		server := serverNow().Truncate(time.Second)
 		time.Sleep(3 * time.Millisecond)
-		c.Observe(timesource.Observation{Source: source, ServerTime: server, Precision: time.Second, Sent: sent, Received: c.Now()})
+		received := c.Now()
+		rtt := time.Since(start)
+		c.Observe(timesource.Observation{Source: source, ServerTime: server, Precision: time.Second, Sent: sent, Received: received})
+		return rtt
 	}
-	observe("http-date:sts.amazonaws.com", time.Now)
+	rtt := observe("http-date:sts.amazonaws.com", time.Now)
 	select {
 	case <-c.Ready():
 	default:
@@ -127,8 +139,8 @@ func TestPassiveObservationsCarryTheClock(t *testing.T) {
 	if !st.Synced || !st.Passive || st.Source != "http-date:sts.amazonaws.com" || st.Precision != time.Second {
 		t.Fatalf("Status = %+v, want synced passively to the Date header", st)
 	}
-	if st.Uncertainty < 500*time.Millisecond || st.Uncertainty > 600*time.Millisecond {
-		t.Fatalf("Uncertainty = %v, want Precision/2 + RTT/2 ≈ 0.5 s", st.Uncertainty)
+	if st.Uncertainty < 500*time.Millisecond || st.Uncertainty > 500*time.Millisecond+rtt/2+time.Millisecond {
+		t.Fatalf("Uncertainty = %v, want Precision/2 + RTT/2 = 0.5 s + %v", st.Uncertainty, rtt/2)
 	}
 
 	// The server time in a skew error says true time is 10 minutes later
@@ -160,8 +172,10 @@ func TestQueryAgainstChrony(t *testing.T) {
 	if ok.Err != nil || ok.Stratum < 8 || ok.Leap != "none" {
 		t.Fatalf("chrony result = %+v", ok)
 	}
-	if abs(ok.Offset+20*time.Minute) > 5*time.Millisecond {
-		t.Fatalf("Offset = %v, want -20m ± 5ms", ok.Offset)
+	// One query: its error is bounded by its uncertainty (RTT/2 + root
+	// distance), which a loaded machine may push past 5 ms.
+	if tol := max(5*time.Millisecond, ok.Uncertainty); abs(ok.Offset+20*time.Minute) > tol {
+		t.Fatalf("Offset = %v, want -20m ± %v", ok.Offset, tol)
 	}
 	if abs(time.Since(ok.Time)) > time.Second || ok.Uncertainty <= 0 || ok.RTT <= 0 {
 		t.Fatalf("chrony result = %+v", ok)
