@@ -5,6 +5,10 @@ import "time"
 // passiveSource names observations that carry no Source.
 const passiveSource = "passive"
 
+// maxPassive caps the passive sources remembered (one per AWS host name,
+// and virtual-host S3 buckets make those unbounded).
+const maxPassive = 32
+
 // Observe feeds a passive observation into the estimate. Its Sent and
 // Received must be readings of this clock's Now; they are mapped back to
 // the monotonic clock through the anchor in force when each was taken, and
@@ -51,6 +55,7 @@ func (c *Corrected) Observe(o Observation) {
 		precision: prec,
 	}
 	cur := c.cur.Load()
+	c.evictPassiveLocked(s.source, now)
 	if !cur.synced {
 		c.passive[s.source] = s
 		c.installLocked(s, now, "")
@@ -71,6 +76,27 @@ func (c *Corrected) Observe(o Observation) {
 		c.passive[s.source] = s
 		c.selectLocked()
 	}
+}
+
+// evictPassiveLocked makes room for one more passive source by forgetting
+// the one with the highest current uncertainty (never the estimate in
+// force). c.mu must be held.
+func (c *Corrected) evictPassiveLocked(keep string, now time.Duration) {
+	if _, ok := c.passive[keep]; ok || len(c.passive) < maxPassive {
+		return
+	}
+	cur := c.cur.Load()
+	var worst string
+	var worstU time.Duration
+	for name, o := range c.passive {
+		if o == cur.s {
+			continue
+		}
+		if u := o.uncertaintyAt(now, c.cfg.DriftPPM); worst == "" || u > worstU {
+			worst, worstU = name, u
+		}
+	}
+	delete(c.passive, worst)
 }
 
 // dropDisagreeingLocked forgets every sample, NTP or passive, that

@@ -2,6 +2,7 @@ package timesource
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -187,5 +188,21 @@ func TestObserveIgnoresIncompleteObservations(t *testing.T) {
 				t.Fatalf("synced from an unusable observation: %+v", st)
 			}
 		})
+	}
+}
+
+func TestPassiveSourcesAreCapped(t *testing.T) {
+	c, w, f := newFake(t, 0, Config{})
+	for i := range 3 * maxPassive {
+		sent := c.Now()
+		w.Advance(time.Duration(1+i%5) * time.Millisecond)
+		c.Observe(Observation{Source: fmt.Sprintf("http-date:b%d.s3.amazonaws.com", i), ServerTime: f.truth().Truncate(time.Second), Precision: time.Second, Sent: sent, Received: c.Now()})
+	}
+	c.mu.Lock()
+	n := len(c.passive)
+	_, kept := c.passive[c.cur.Load().s.source]
+	c.mu.Unlock()
+	if n > maxPassive || !kept {
+		t.Fatalf("%d passive sources remembered (cap %d), estimate in force kept: %v", n, maxPassive, kept)
 	}
 }
