@@ -6,10 +6,12 @@ package signer
 // derivation are written again from the specification.
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -168,22 +170,22 @@ func verifyAuthorization(t *testing.T, out *http.Request, secret string, s3 bool
 	}
 	payload := out.Header.Get("X-Amz-Content-Sha256")
 	if payload == "" {
-		body := []byte{}
-		if out.GetBody != nil {
+		var body []byte
+		switch {
+		case out.GetBody != nil:
 			rc, err := out.GetBody()
 			if err != nil {
 				t.Fatal(err)
 			}
-			b := new(strings.Builder)
-			buf := make([]byte, 4096)
-			for {
-				n, err := rc.Read(buf)
-				b.Write(buf[:n])
-				if err != nil {
-					break
-				}
+			if body, err = io.ReadAll(rc); err != nil {
+				t.Fatal(err)
 			}
-			body = []byte(b.String())
+		case out.Body != nil:
+			var err error
+			if body, err = io.ReadAll(out.Body); err != nil {
+				t.Fatal(err)
+			}
+			out.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		sum := sha256.Sum256(body)
 		payload = hex.EncodeToString(sum[:])
