@@ -200,7 +200,7 @@ func TestAPIGatewayFailureModes(t *testing.T) {
 			}
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			o.(APIGatewayObserver).APIGatewayFailure(classifyAPIGateway(resp.StatusCode, body))
+			o.(APIGatewayObserver).APIGatewayFailure(signer.ClassifyAPIGateway(resp.StatusCode, body))
 			o.End(resp.StatusCode, resp.Header, signer.Classification{}, nil)
 
 			s := h.onlySpan(t)
@@ -220,17 +220,6 @@ func TestAPIGatewayFailureModes(t *testing.T) {
 			}
 		})
 	}
-}
-
-// classifyAPIGateway stands in for signer.ClassifyAPIGateway until the
-// signer exports it: it finds the mode whose answer the endpoint served.
-func classifyAPIGateway(status int, body []byte) string {
-	for _, m := range apiGatewayModes {
-		if m.status == status && m.body == string(body) {
-			return m.mode
-		}
-	}
-	return ""
 }
 
 func TestErrorType(t *testing.T) {
