@@ -227,3 +227,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func proxytestStream(delay time.Duration) proxytest.FunctionBehavior {
+	return proxytest.FunctionBehavior{Delay: delay, Stream: true}
+}

@@ -328,6 +328,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	srv.Close()
 	rt.conns.closeAll()
 	<-errc
+	if ci, ok := rt.transport.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
 	return nil
 }
 
