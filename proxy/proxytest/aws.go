@@ -62,8 +62,9 @@ type AWSOptions struct {
 //     event-stream framed), behaviour per function from AWSOptions.Functions;
 //   - API Gateway (hosts *.execute-api.*): 200 JSON echo, or a failure
 //     selected by path (see the APIGW* path constants);
-//   - S3 hosts: requests are verified and answered 200 with an empty body
-//     (use StartMinIO for a real S3).
+//   - S3 hosts: requests are verified (aws-chunked bodies chunk by chunk,
+//     see VerifyChunked) and answered 200 with an empty body (use
+//     StartMinIO for a real S3).
 //
 // The service is chosen by Host (sts.*, lambda.*, *.execute-api.*, s3.*),
 // else by the request's credential scope, else by path. Every answer has a
@@ -390,6 +391,16 @@ func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Operation = serveAPIGateway(sw, r, body)
 	case "s3":
 		rec.Operation = "S3"
+		if v.PayloadHash == StreamingPayload {
+			if _, err := VerifyChunked(body, v, a.opts.Credentials); err != nil {
+				rec.Failure = FailChunkSignature
+				a.mu.Lock()
+				a.stats.Failures[FailChunkSignature]++
+				a.mu.Unlock()
+				verifyFailure(proto, &VerifyError{Kind: FailMismatch}).write(sw, proto, reqID)
+				return
+			}
+		}
 		sw.Header().Set("Content-Length", "0")
 		sw.WriteHeader(http.StatusOK)
 	default:

@@ -45,6 +45,9 @@ type Verified struct {
 	PayloadHash string
 	// SessionToken reports whether the request carried a (signed) token.
 	SessionToken bool
+	// Signature is the request's signature: the seed of the chunk
+	// signatures of an aws-chunked body (see VerifyChunked). Never log it.
+	Signature string
 }
 
 // FailureKind is why a request failed verification.
@@ -71,6 +74,9 @@ const (
 	FailPayloadHash FailureKind = "payload_hash_mismatch"
 	// FailMismatch: the signature is not the one the server calculates.
 	FailMismatch FailureKind = "signature_mismatch"
+	// FailChunkSignature: an aws-chunked body whose framing or chunk
+	// signatures are wrong (see VerifyChunked).
+	FailChunkSignature FailureKind = "chunk_signature_mismatch"
 )
 
 // VerifyError is the error Verify returns. Kind says what failed; the time
@@ -180,6 +186,7 @@ func verify(r *http.Request, body []byte, creds Credentials, now time.Time, past
 		Expires:       p.expires,
 		PayloadHash:   payloadHash,
 		SessionToken:  p.token != "",
+		Signature:     strings.ToLower(p.signature),
 	}, nil
 }
 
