@@ -242,18 +242,58 @@ func TestUnsyncedClockFollowsDetectedHostStep(t *testing.T) {
 	}
 }
 
-func TestPollIntervalAdapts(t *testing.T) {
-	// With a fake wall the poll timers are real: 20 ms min, 80 ms max.
-	c, _, f := newFake(t, 0, Config{MinPoll: 20 * time.Millisecond, MaxPoll: 80 * time.Millisecond, BurstSamples: 1})
+func TestPollSchedule(t *testing.T) {
+	type q struct{ ok, stable bool }
+	s := time.Second
+	tests := []struct {
+		name    string
+		queries []q
+		want    []time.Duration
+	}{
+		{name: "never answering backs off to min poll",
+			queries: []q{{}, {}, {}, {}, {}, {}, {}},
+			want:    []time.Duration{s, 2 * s, 4 * s, 8 * s, 16 * s, 16 * s, 16 * s}},
+		{name: "stable source doubles up to max poll",
+			queries: []q{{true, false}, {true, true}, {true, true}, {true, true}, {true, true}},
+			want:    []time.Duration{16 * s, 32 * s, 64 * s, 64 * s, 64 * s}},
+		{name: "failure after answering drops to min poll",
+			queries: []q{{true, true}, {true, true}, {false, false}, {true, true}},
+			want:    []time.Duration{32 * s, 64 * s, 16 * s, 32 * s}},
+		{name: "disagreeing answer drops to min poll",
+			queries: []q{{true, true}, {true, true}, {true, false}},
+			want:    []time.Duration{32 * s, 64 * s, 16 * s}},
+		{name: "late first answer switches to polling",
+			queries: []q{{}, {}, {true, false}, {true, true}},
+			want:    []time.Duration{s, 2 * s, 16 * s, 32 * s}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pollSchedule{min: 16 * s, max: 64 * s}
+			for i, qq := range tt.queries {
+				if got := p.next(qq.ok, qq.stable); got != tt.want[i] {
+					t.Fatalf("query %d: wait %v, want %v", i, got, tt.want[i])
+				}
+			}
+		})
+	}
+	t.Run("disturbance resets to min poll", func(t *testing.T) {
+		p := pollSchedule{min: 16 * s, max: 64 * s}
+		p.next(true, true)
+		p.next(true, true)
+		p.disturbed()
+		if got := p.next(true, true); got != 32*s {
+			t.Fatalf("after a disturbance: wait %v, want 32s (16s doubled once)", got)
+		}
+	})
+}
+
+func TestPollingContinuesAfterBurst(t *testing.T) {
+	c, _, f := newFake(t, 0, Config{MinPoll: 10 * time.Millisecond, MaxPoll: 20 * time.Millisecond, BurstSamples: 2, BurstGap: time.Millisecond})
 	startRun(t, c)
 	waitReady(t, c, 2*time.Second)
-	time.Sleep(600 * time.Millisecond)
-	n := f.Calls("127.0.0.1:1123")
-	// Stable: 20, 40, 80, 80, ... ms → about 9 polls in 600 ms; never
-	// backing off would give 30, a fixed max about 7.
-	if n < 3 || n > 16 {
-		t.Fatalf("%d queries in 600 ms, want between 3 and 16 (backing off to 80 ms, not 30 at a fixed 20 ms)", n)
-	}
+	eventually(t, 5*time.Second, "regular polls after the burst", func() bool {
+		return f.Calls("127.0.0.1:1123") >= 5
+	})
 }
 
 func TestSmearedSwitchIsLogged(t *testing.T) {

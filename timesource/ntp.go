@@ -171,13 +171,10 @@ func (c *Corrected) kickChan() <-chan struct{} {
 }
 
 // pollSource queries one source until ctx is done: a burst at start and
-// after every disturbance, then one query per poll interval. The interval
-// doubles from MinPoll to MaxPoll while the source agrees with the estimate,
-// and a source that has never answered is retried after 1, 2, 4 ... s.
+// after every disturbance, then one query per poll interval (see
+// pollSchedule).
 func (c *Corrected) pollSource(ctx context.Context, ns *ntpSource) {
-	interval := c.cfg.MinPoll
-	retry := time.Second
-	answered := false
+	sched := pollSchedule{min: c.cfg.MinPoll, max: c.cfg.MaxPoll}
 	burst := true
 	for {
 		kick := c.kickChan()
@@ -188,31 +185,57 @@ func (c *Corrected) pollSource(ctx context.Context, ns *ntpSource) {
 			ok, stable = c.queryOnce(ctx, ns)
 		}
 		burst = false
-		answered = answered || ok
-		wait := interval
-		switch {
-		case !answered:
-			wait = min(retry, c.cfg.MinPoll)
-			retry *= 2
-		case ok && stable:
-			interval = min(2*interval, c.cfg.MaxPoll)
-			wait = interval
-		default:
-			interval = c.cfg.MinPoll
-			wait = interval
-		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(sched.next(ok, stable))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-kick:
 			t.Stop()
-			burst, interval = true, c.cfg.MinPoll
+			burst = true
+			sched.disturbed()
 		case <-t.C:
 		}
 	}
 }
+
+// pollSchedule decides when a source is queried next. A source that has
+// never answered is retried after 1, 2, 4 ... s (up to min); an answering
+// source is polled every min, doubling up to max while its answers agree
+// with the estimate, and back to min after a failure, a disagreeing answer
+// or a disturbance.
+type pollSchedule struct {
+	min, max time.Duration
+	interval time.Duration // current interval once answered; 0 = min
+	retry    time.Duration // next retry while never answered; 0 = 1 s
+	answered bool
+}
+
+// next returns the wait after a query that succeeded (ok) and agreed with
+// the estimate (stable).
+func (p *pollSchedule) next(ok, stable bool) time.Duration {
+	if p.interval == 0 {
+		p.interval = p.min
+	}
+	if p.retry == 0 {
+		p.retry = min(time.Second, p.min)
+	}
+	p.answered = p.answered || ok
+	switch {
+	case !p.answered:
+		wait := p.retry
+		p.retry = min(2*p.retry, p.min)
+		return wait
+	case ok && stable:
+		p.interval = min(2*p.interval, p.max)
+	default:
+		p.interval = p.min
+	}
+	return p.interval
+}
+
+// disturbed resets the interval after a disturbance.
+func (p *pollSchedule) disturbed() { p.interval = p.min }
 
 // burst sends BurstSamples quick queries, BurstGap apart, so that the
 // filter has a low-delay sample soon; it stops early when ctx is done or a
