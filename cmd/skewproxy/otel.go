@@ -40,7 +40,9 @@ type otelSetup struct {
 // OTEL_METRICS_EXPORTER (default "none"), OTEL_EXPORTER_OTLP_*,
 // OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME (default "skewproxy") and
 // OTEL_RESOURCE_ATTRIBUTES. A Prometheus reader on its own registry is always
-// installed and served by the returned Metrics handler.
+// installed and served by the returned Metrics handler (so
+// OTEL_METRICS_EXPORTER=prometheus is rarely wanted: autoexport would start a
+// second server on OTEL_EXPORTER_PROMETHEUS_HOST:PORT, default localhost:9464).
 //
 // It also sets otel's globals (tracer and meter providers, and the W3C
 // TraceContext+Baggage propagator) so that code using the otel API without
