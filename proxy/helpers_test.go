@@ -124,13 +124,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h.ca = ca
 	sgn := signer.New(credentials.NewStaticCredentialsProvider(proxyKeys.AccessKeyID, proxyKeys.SecretAccessKey, ""), signer.Options{})
 	h.proxy = &Proxy{
-		Signer:      sgn,
-		Clock:       h.clock,
-		CA:          ca,
-		Resolve:     res,
-		Transport:   NewTransport(topts),
-		Logger:      slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		RetryOnSkew: true,
+		Signer:       sgn,
+		Clock:        h.clock,
+		CA:           ca,
+		Resolve:      res,
+		Transport:    NewTransport(topts),
+		Logger:       slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		RetryOnSkew:  true,
 		DrainTimeout: 5 * time.Second,
 	}
 	if o.tweak != nil {

@@ -358,3 +358,13 @@ func ParseUpstreamProxy(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// Inflight returns how many requests are in the proxy's pipeline (from
+// arrival until the client has the whole answer). It is 0 before Serve.
+func (p *Proxy) Inflight() int64 {
+	rt, err := p.init()
+	if err != nil {
+		return 0
+	}
+	return rt.active.Load()
+}
