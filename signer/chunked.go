@@ -97,6 +97,8 @@ type chunkResigner struct {
 	sum           [sha256.Size]byte
 	hexSum        [64]byte
 	crlf          [2]byte
+	scratch       [2]byte
+	sigPrefix     []byte // ";chunk-signature="
 
 	hdr  []byte  // the current chunk's header line as emitted
 	tail []byte  // the final chunk's trailer section as emitted
@@ -132,6 +134,7 @@ func (r *chunkResigner) init() error {
 	date := r.p.Time.UTC().Format(chunkTimeLayout)
 	r.payloadPrefix = []byte("AWS4-HMAC-SHA256-PAYLOAD\n" + date + "\n" + r.p.Scope + "\n")
 	r.trailerPrefix = []byte("AWS4-HMAC-SHA256-TRAILER\n" + date + "\n" + r.p.Scope + "\n")
+	r.sigPrefix = []byte(chunkSigPrefix)
 	r.emptyLine = []byte(chunkEmptySHA256 + "\n")
 	r.mac = hmac.New(sha256.New, r.p.SigningKey)
 	r.sha = sha256.New()
@@ -323,11 +326,11 @@ func (r *chunkResigner) truncated(what string, err error) error {
 }
 
 func (r *chunkResigner) expectCRLF(where string) error {
-	var b [2]byte
-	if _, err := io.ReadFull(r.src, b[:]); err != nil {
+	b := r.scratch[:]
+	if _, err := io.ReadFull(r.src, b); err != nil {
 		return r.truncated("CRLF "+where, err)
 	}
-	if b != r.crlf {
+	if b[0] != '\r' || b[1] != '\n' {
 		return chunkError(CodeInvalidChunkEncoding, "aws-chunked body lacks the CRLF "+where, nil)
 	}
 	return nil
@@ -348,14 +351,15 @@ func (r *chunkResigner) expectEOF() error {
 // parseChunkHeader checks "<hex size>;chunk-signature=<64 hex>\r\n" and
 // returns the size text as sent and its value.
 func (r *chunkResigner) parseChunkHeader(line []byte) ([]byte, int, error) {
-	content, ok := bytes.CutSuffix(line, []byte("\r\n"))
-	if !ok {
+	if len(line) < 2 || line[len(line)-2] != '\r' {
 		return nil, 0, chunkError(CodeInvalidChunkEncoding, "aws-chunked chunk header does not end in CRLF", nil)
 	}
-	sizeText, sig, ok := bytes.Cut(content, []byte(chunkSigPrefix))
-	if !ok {
+	content := line[:len(line)-2]
+	i := bytes.IndexByte(content, ';')
+	if i < 0 || !bytes.HasPrefix(content[i:], r.sigPrefix) {
 		return nil, 0, chunkError(CodeInvalidChunkEncoding, "aws-chunked chunk header lacks \";chunk-signature=\"", nil)
 	}
+	sizeText, sig := content[:i], content[i+len(r.sigPrefix):]
 	if len(sizeText) == 0 || len(sizeText) > maxChunkSizeDigits {
 		return nil, 0, chunkError(CodeInvalidChunkEncoding, "aws-chunked chunk size must be 1 to 16 hex digits", nil)
 	}
@@ -371,7 +375,7 @@ func (r *chunkResigner) parseChunkHeader(line []byte) ([]byte, int, error) {
 		return nil, 0, chunkError(CodeInvalidChunkEncoding,
 			fmt.Sprintf("aws-chunked chunk of %d bytes is larger than the %d allowed", size, r.max), nil)
 	}
-	if !lowerHexN(string(sig), 64) {
+	if !lowerHexN(sig, 64) {
 		return nil, 0, chunkError(CodeInvalidChunkEncoding, "aws-chunked chunk signature must be 64 lower-case hex digits", nil)
 	}
 	return sizeText, int(size), nil
@@ -400,7 +404,7 @@ func (r *chunkResigner) readTrailer() error {
 				return chunkError(CodeInvalidChunkEncoding, "aws-chunked trailer signature without trailing headers", nil)
 			}
 			sig, ok := bytes.CutSuffix(rest, []byte("\r\n"))
-			if !ok || !lowerHexN(string(sig), 64) {
+			if !ok || !lowerHexN(sig, 64) {
 				return chunkError(CodeInvalidChunkEncoding, "aws-chunked trailer signature must be 64 lower-case hex digits and CRLF", nil)
 			}
 			break
@@ -483,7 +487,7 @@ func chunkHexDigit(c byte) (byte, bool) {
 }
 
 // lowerHexN reports whether s is exactly n lower-case hex digits.
-func lowerHexN(s string, n int) bool {
+func lowerHexN[T string | []byte](s T, n int) bool {
 	if len(s) != n {
 		return false
 	}

@@ -552,3 +552,30 @@ func BenchmarkChunkResigner(b *testing.B) {
 		})
 	}
 }
+
+// TestChunkResignerCloseUnblocksRead closes the re-signer while a Read is
+// blocked on the client's body, as net/http does when a request is
+// cancelled; run with -race.
+func TestChunkResignerCloseUnblocksRead(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewChunkResigner(pr, testParams(StreamingSigned, -1))
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(r)
+		done <- err
+	}()
+	if _, err := pw.Write([]byte("5;chunk-signature=" + strings.Repeat("0", 64) + "\r\nhel")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Read succeeded after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked 5s after Close")
+	}
+}
