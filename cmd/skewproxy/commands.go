@@ -65,9 +65,10 @@ func explainCommand() *cli.Command {
 func healthcheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "healthcheck",
-		Usage: "exit 0 when the proxy at --admin-listen is ready (GET /readyz), 1 otherwise",
+		Usage: "exit 0 when the proxy at --admin-listen answers 200 on --path (default /readyz), 1 otherwise",
 		Flags: []cli.Flag{
 			stringFlag("admin-listen", "127.0.0.1:9090", "admin `ADDR` of the running proxy"),
+			stringFlag("path", "/readyz", "admin `PATH` to check (/readyz, or /healthz for liveness)"),
 			stringFlag("timeout", "3s", "give up after `D`"),
 		},
 		Action: func(c *cli.Context) error {
@@ -75,15 +76,19 @@ func healthcheckCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return healthcheck(c.Context, c.String("admin-listen"), timeout, c.App.Writer)
+			path := c.String("path")
+			if !strings.HasPrefix(path, "/") {
+				return cli.Exit("healthcheck: --path must start with /", 2)
+			}
+			return healthcheck(c.Context, c.String("admin-listen"), path, timeout, c.App.Writer)
 		},
 	}
 }
 
-func healthcheck(ctx context.Context, addr string, timeout time.Duration, w io.Writer) error {
+func healthcheck(ctx context.Context, addr, path string, timeout time.Duration, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("healthcheck: %v", err), 1)
 	}

@@ -196,6 +196,9 @@ func parseOffset(s string) (time.Duration, error) {
 	if rest[0] == '+' || rest[0] == '-' {
 		neg = rest[0] == '-'
 		rest = rest[1:]
+		if rest == "" {
+			return 0, fmt.Errorf("--clock-offset %q: want a duration such as -20m, +3h or -10y", s)
+		}
 	}
 	var total time.Duration
 	for rest != "" {

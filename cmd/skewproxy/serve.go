@@ -80,7 +80,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("AWS credentials: %w", err)
 	}
-	sgn := signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, Provider: provider})
+	sgn := signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, ProviderName: provider})
 
 	clock := timesource.New(timesource.Config{Sources: cfg.TimeSources, HostOffset: cfg.ClockOffset, Logger: log.With("part", "timesource")})
 
