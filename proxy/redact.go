@@ -67,17 +67,25 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
-// secretPattern finds secrets in free text: SigV4 Authorization fields,
-// presigned query parameters, Basic/Bearer credentials and header lines.
-var secretPattern = regexp.MustCompile(`(?i)(signature=|credential=|x-amz-security-token[=:]\s*|x-amz-signature=|x-amz-credential=|authorization:\s*|basic\s+|bearer\s+)[^\s,&"';]+`)
+// secretValue finds secrets in free text: SigV4 Authorization fields,
+// presigned query parameters and Basic/Bearer credentials. secretLine
+// finds whole header lines whose value is secret.
+var (
+	secretValue = regexp.MustCompile(`(?i)(signature=|credential=|x-amz-security-token=|basic\s+|bearer\s+)[^\s,&"';]+`)
+	secretLine  = regexp.MustCompile(`(?i)((?:proxy-)?authorization:\s*|x-amz-security-token:\s*)[^\r\n"]+`)
+)
 
 // redactText masks secrets inside a free-form message (goproxy's log lines,
 // error strings from lower layers).
 func redactText(s string) string {
-	return secretPattern.ReplaceAllStringFunc(s, func(m string) string {
-		loc := secretPattern.FindStringSubmatchIndex(m)
-		return m[:loc[3]] + redacted
-	})
+	mask := func(re *regexp.Regexp) func(string) string {
+		return func(m string) string {
+			loc := re.FindStringSubmatchIndex(m)
+			return m[:loc[3]] + redacted
+		}
+	}
+	s = secretLine.ReplaceAllStringFunc(s, mask(secretLine))
+	return secretValue.ReplaceAllStringFunc(s, mask(secretValue))
 }
 
 // goproxyLogger routes goproxy's printf-style log lines to slog at debug
