@@ -93,6 +93,8 @@ type harnessOptions struct {
 	resolve   []string // default: *.amazonaws.com:443 to the fake
 	transport *TransportOptions
 	tweak     func(*Proxy)
+	// keys the proxy signs with (default proxyKeys).
+	keys *proxytest.Credentials
 }
 
 // newHarness starts a fake AWS endpoint and a proxy that sends every
@@ -122,7 +124,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.ca = ca
-	sgn := signer.New(credentials.NewStaticCredentialsProvider(proxyKeys.AccessKeyID, proxyKeys.SecretAccessKey, ""), signer.Options{})
+	keys := proxyKeys
+	if o.keys != nil {
+		keys = *o.keys
+	}
+	sgn := signer.New(credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, keys.SessionToken), signer.Options{})
 	h.proxy = &Proxy{
 		Signer:       sgn,
 		Clock:        h.clock,

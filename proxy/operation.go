@@ -83,6 +83,10 @@ func formAction(req *http.Request) string {
 // s3Operation names the common S3 operations from method, path and query.
 func s3Operation(req *http.Request) string {
 	q := req.URL.Query()
+	// The AWS SDKs name the operation in an x-id query parameter.
+	if id := q.Get("x-id"); id != "" {
+		return id
+	}
 	bucket, key := s3BucketKey(req)
 	has := func(k string) bool { _, ok := q[k]; return ok }
 	switch req.Method {

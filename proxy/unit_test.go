@@ -125,6 +125,7 @@ func TestOperation(t *testing.T) {
 		{"s3 delete object", "s3", "DELETE", "s3.amazonaws.com", "/bucket/k", "DeleteObject", nil},
 		{"s3 head bucket", "s3", "HEAD", "s3.amazonaws.com", "/bucket", "HeadBucket", nil},
 		{"s3 multipart", "s3", "POST", "s3.amazonaws.com", "/bucket/k?uploads", "CreateMultipartUpload", nil},
+		{"s3 sdk x-id", "s3", "PUT", "b.s3.amazonaws.com", "/k?x-id=PutObject", "PutObject", nil},
 		{"s3 delete objects", "s3", "POST", "s3.amazonaws.com", "/bucket?delete", "DeleteObjects", nil},
 	}
 	for _, tc := range cases {
@@ -158,8 +159,8 @@ func TestOperation(t *testing.T) {
 
 type fixedClock struct{ st timesource.Status }
 
-func (c fixedClock) Now() time.Time                { return c.st.CorrectedTime }
-func (c fixedClock) Status() timesource.Status     { return c.st }
+func (c fixedClock) Now() time.Time                 { return c.st.CorrectedTime }
+func (c fixedClock) Status() timesource.Status      { return c.st }
 func (c fixedClock) Observe(timesource.Observation) {}
 
 func TestAdminHandler(t *testing.T) {
