@@ -24,7 +24,7 @@ func parseLevel(s string) (slog.Level, error) {
 // sensitiveKeys are attribute keys whose values never reach a log line,
 // whatever the level: a last line of defence behind the proxy's own redaction.
 var sensitiveKeys = []string{"authorization", "security-token", "security_token", "securitytoken",
-	"signature", "secret", "session_token", "password", "credential"}
+	"signature", "secret", "session_token", "sessiontoken", "password", "x-amz-credential"}
 
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
 	k := strings.ToLower(a.Key)

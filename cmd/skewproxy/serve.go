@@ -174,7 +174,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	log.Info("skewproxy serving",
 		"listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "version", version,
-		"credentials", provider, "time_sources", cfg.TimeSources, "clock_offset", cfg.ClockOffset.String(),
+		"credentials_from", provider, "time_sources", cfg.TimeSources, "clock_offset", cfg.ClockOffset.String(),
 		"state_dir", cfg.StateDir)
 
 	err = p.Serve(ctx, proxyLn)
