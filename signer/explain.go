@@ -241,6 +241,8 @@ func (e Explanation) Text() string {
 		fmt.Fprintf(&b, "Host clock: %s %s (signing time minus server time: %+.0fs)\n", humanDuration(d), e.HostClock, *e.SkewSeconds)
 	case e.HostClock != HostClockUnknown:
 		fmt.Fprintf(&b, "Host clock: %s (by how much is not in the message)\n", e.HostClock)
+	case e.Failure == FailurePresignedExpired:
+		b.WriteString("Host clock: not measurable from this error (only the presigning host's clock matters)\n")
 	case e.Failure != FailureNone && !e.Failure.IsSkew():
 		b.WriteString("Host clock: not the cause\n")
 	}

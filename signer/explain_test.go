@@ -96,7 +96,7 @@ func TestExplain(t *testing.T) {
 			in:      "@s3-presigned-expired.xml",
 			failure: FailurePresignedExpired, hostClock: HostClockUnknown, server: "2023-01-18T16:27:40Z",
 			advice: []string{"lifetime ran out", "2023-01-18T15:17:39Z", "1h10m1s later", "temporary credentials"},
-			text:   []string{"Expired at: 2023-01-18T15:17:39Z"},
+			text:   []string{"Expired at: 2023-01-18T15:17:39Z", "Host clock: not measurable"},
 		},
 		{
 			name:    "STS ExpiredToken CLI line",
