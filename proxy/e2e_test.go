@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -172,5 +171,3 @@ func TestRequireSync(t *testing.T) {
 		t.Fatalf("synced: %d %s", resp.StatusCode, body)
 	}
 }
-
-var errIgnore = errors.New("ignore")
