@@ -91,7 +91,7 @@ func (s *Signer) hashBody(req *http.Request) (*body, string, error) {
 	if req.ContentLength > max {
 		return nil, "", tooLarge(req.ContentLength, max)
 	}
-	data, err := io.ReadAll(io.LimitReader(req.Body, max+1))
+	data, err := readBody(req.Body, req.ContentLength, max)
 	if err != nil {
 		return nil, "", badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
 	}
@@ -109,7 +109,7 @@ func (s *Signer) passthroughBody(req *http.Request) (*body, error) {
 		return &body{buffered: true}, nil
 	}
 	if n := req.ContentLength; n > 0 && n <= replayBufferMax {
-		data, err := io.ReadAll(io.LimitReader(req.Body, n+1))
+		data, err := readBody(req.Body, n, n)
 		if err != nil {
 			return nil, badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
 		}
@@ -119,6 +119,23 @@ func (s *Signer) passthroughBody(req *http.Request) (*body, error) {
 		return &body{buffered: true, buf: data, length: n}, nil
 	}
 	return &body{stream: req.Body, length: req.ContentLength}, nil
+}
+
+// readBody reads r up to max+1 bytes (so that an oversize body shows),
+// sizing the buffer from the declared length n when known.
+func readBody(r io.Reader, n, max int64) ([]byte, error) {
+	if n < 0 || n > max {
+		return io.ReadAll(io.LimitReader(r, max+1))
+	}
+	buf := make([]byte, n+1) // one more to see a body longer than declared
+	got, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		return buf[:got], nil
+	case err != nil:
+		return nil, err
+	}
+	return buf[:got], nil
 }
 
 func tooLarge(n, max int64) *RequestError {

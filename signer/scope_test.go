@@ -7,7 +7,9 @@ import (
 )
 
 func TestScopeFromHost(t *testing.T) {
-	s3 := func(region, bucket string) Scope { return Scope{Service: "s3", Region: region, S3: true, Bucket: bucket} }
+	s3 := func(region, bucket string) Scope {
+		return Scope{Service: "s3", Region: region, S3: true, Bucket: bucket}
+	}
 	svc := func(service, region string) Scope { return Scope{Service: service, Region: region} }
 	cases := []struct {
 		host string
