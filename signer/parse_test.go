@@ -2,6 +2,7 @@ package signer
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -181,4 +182,18 @@ func FuzzParsePresignedQuery(f *testing.F) {
 			t.Fatalf("accepted an invalid presign: %+v", p)
 		}
 	})
+}
+
+func ExampleParseAuthorization() {
+	a, err := ParseAuthorization("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=" + testSig)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(a.AccessKeyID, a.Date, a.Region, a.Service, a.SignedHeaders)
+	_, err = ParseAuthorization("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=host")
+	fmt.Println(err)
+	// Output:
+	// AKIDEXAMPLE 20150830 us-east-1 iam [content-type host x-amz-date]
+	// signer: malformed Signature: missing
 }

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -159,4 +160,19 @@ func FuzzScopeFromHost(f *testing.F) {
 			t.Fatalf("%q: bad characters in scope %+v", host, sc)
 		}
 	})
+}
+
+func ExampleScopeFromHost() {
+	for _, h := range []string{"my.bucket.s3.us-west-2.amazonaws.com", "sts.amazonaws.com", "xyz.lambda-url.eu-west-1.on.aws:443"} {
+		sc, err := ScopeFromHost(h)
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Printf("%s %s s3=%t bucket=%q\n", sc.Service, sc.Region, sc.S3, sc.Bucket)
+	}
+	// Output:
+	// s3 us-west-2 s3=true bucket="my.bucket"
+	// sts us-east-1 s3=false bucket=""
+	// lambda eu-west-1 s3=false bucket=""
 }

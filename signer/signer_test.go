@@ -453,3 +453,28 @@ func TestChunkedResign(t *testing.T) {
 		}
 	}
 }
+
+func ExampleSigner_Prepare() {
+	s := New(credentials.NewStaticCredentialsProvider("AKIDPROXY", "proxy-secret", ""), Options{})
+	// An intercepted request, signed by the client with its own keys.
+	req := httptest.NewRequest(http.MethodPost, "/2015-03-31/functions/f/invocations", strings.NewReader(`{}`))
+	req.Host = "lambda.us-east-1.amazonaws.com"
+	req.Header.Set("X-Amz-Date", "20300101T000000Z")
+	req.Header.Set("Authorization", clientAuthz("lambda", "us-east-1", "host", "x-amz-date"))
+
+	p, err := s.Prepare(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Sign right before sending, with the corrected time.
+	out, err := p.Sign(context.Background(), time.Date(2031, 7, 8, 9, 10, 11, 0, time.UTC))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	a, _ := ParseAuthorization(out.Header.Get("Authorization"))
+	fmt.Println(p.Service, p.Region, p.Replayable, out.URL, a.AccessKeyID, a.SignedHeaders, out.Header.Get("X-Amz-Date"))
+	// Output:
+	// lambda us-east-1 true https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations AKIDPROXY [host x-amz-date] 20310708T091011Z
+}
