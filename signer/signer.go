@@ -192,9 +192,11 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 		headers:     chooseSignedHeaders(tmpl.Header, auth),
 	}
 	plan.signLength = auth != nil && contains(auth.SignedHeaders, "content-length") && pl.body.length > 0
-	s.opts.Logger.Debug("prepared re-signing",
-		"service", sc.Service, "region", sc.Region, "client_signed", auth != nil,
-		"signed_headers", len(plan.headers), "payload", payloadKind(pl.hash), "replayable", p.Replayable)
+	if s.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		s.opts.Logger.Debug("prepared re-signing",
+			"service", sc.Service, "region", sc.Region, "client_signed", auth != nil,
+			"signed_headers", len(plan.headers), "payload", payloadKind(pl.hash), "replayable", p.Replayable)
+	}
 
 	p.sign = func(ctx context.Context, t time.Time) (*http.Request, error) {
 		return s.sign(ctx, t, tmpl, pl.body, &plan)
