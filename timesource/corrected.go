@@ -62,6 +62,9 @@ type Config struct {
 	// SmearedHosts are the NTP hosts assumed to smear leap seconds; nil
 	// means DefaultSmearedHosts.
 	SmearedHosts []string
+	// OnSample, when set, is called (outside any lock) with the round trip
+	// of every accepted NTP answer: the hook for the NTP round-trip metric.
+	OnSample func(source string, rtt time.Duration)
 }
 
 // Corrected is the corrected clock: the best estimate of true UTC from

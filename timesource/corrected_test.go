@@ -348,3 +348,20 @@ func BenchmarkNowParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestOnSampleReportsAcceptedRoundTrips(t *testing.T) {
+	var got []time.Duration
+	var sources []string
+	var c *Corrected
+	c, _, _ = newFake(t, time.Minute, Config{OnSample: func(source string, rtt time.Duration) {
+		sources = append(sources, source)
+		got = append(got, rtt)
+		_ = c.Status() // called outside the lock: this must not deadlock
+	}})
+	if ok, _ := c.queryOnce(context.Background(), c.sources[0]); !ok {
+		t.Fatalf("sample refused: %+v", c.Status())
+	}
+	if len(got) != 1 || got[0] != 2*time.Millisecond || sources[0] != "ntp://127.0.0.1:1123" {
+		t.Fatalf("OnSample calls = %v %v, want one 2ms round trip from ntp://127.0.0.1:1123", sources, got)
+	}
+}

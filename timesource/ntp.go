@@ -115,6 +115,9 @@ func (c *Corrected) queryOnce(ctx context.Context, ns *ntpSource) (ok, stable bo
 		err = checkResponse(resp)
 	}
 
+	if hook := c.cfg.OnSample; hook != nil && err == nil {
+		defer hook(ns.name, resp.RTT) // registered before the lock: runs after the unlock
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.statLocked(ns.name)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	otelapi "go.opentelemetry.io/otel"
 
 	"github.com/skewproxy/skewproxy/proxy"
 	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
@@ -82,12 +83,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	sgn := signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, ProviderName: provider})
 
-	clock := timesource.New(timesource.Config{Sources: cfg.TimeSources, HostOffset: cfg.ClockOffset, Logger: log.With("part", "timesource")})
+	// The clock reports NTP round trips to telemetry, which is built after it.
+	var tel *telemetry.Telemetry
+	clock := timesource.New(timesource.Config{
+		Sources: cfg.TimeSources, HostOffset: cfg.ClockOffset, Logger: log.With("part", "timesource"),
+		OnSample: func(source string, rtt time.Duration) {
+			if tel != nil {
+				tel.NTPSample(source, rtt)
+			}
+		},
+	})
 
 	otel, err := setupOTel(ctx, version)
 	if err != nil {
 		return fmt.Errorf("OpenTelemetry: %w", err)
 	}
+	otelapi.SetErrorHandler(otelapi.ErrorHandlerFunc(func(err error) { log.Warn("OpenTelemetry export", "err", err) }))
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -104,7 +115,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxQueue:            cfg.LambdaMaxQueue,
 		Logger:              log.With("part", "lambda"),
 	})
-	tel, err := telemetry.New(telemetry.Options{
+	tel, err = telemetry.New(telemetry.Options{
 		TracerProvider: otel.TracerProvider,
 		MeterProvider:  otel.MeterProvider,
 		Clock:          clock,
