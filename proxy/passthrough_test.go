@@ -408,3 +408,27 @@ func TestTunnelHostMismatchRefused(t *testing.T) {
 		t.Fatal("a request for another host went upstream signed")
 	}
 }
+
+func TestInterceptedKeepsClientHeaders(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	req, _ := http.NewRequest(http.MethodGet, "https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", nil)
+	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("X-Custom", "kept")
+	req.Header.Set("User-Agent", "app/1.0")
+	req.Header.Set("Connection", "X-Hop")
+	req.Header.Set("X-Hop", "dropped")
+	resp, err := h.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	got := h.fake.Requests()[0].Header
+	if got.Get("Accept-Encoding") != "identity" || got.Get("X-Custom") != "kept" || got.Get("User-Agent") != "app/1.0" {
+		t.Fatalf("client headers changed: %v", got)
+	}
+	if got.Get("X-Hop") != "" {
+		t.Fatalf("header named in Connection forwarded: %v", got)
+	}
+}
