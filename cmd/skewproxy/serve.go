@@ -59,7 +59,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--resolve: %w", err)
 	}
-	intercept, err := proxy.ParseHostPatterns(append(append([]string(nil), cfg.Intercept...), resolver.Hosts()...))
+	// The proxy adds every --resolve host to these patterns itself.
+	intercept, err := proxy.ParseHostPatterns(cfg.Intercept)
 	if err != nil {
 		return fmt.Errorf("--intercept: %w", err)
 	}
@@ -71,10 +72,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	var upstreamProxy *url.URL
+	var tunnelDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if cfg.UpstreamProxy != "" {
-		if upstreamProxy, err = url.Parse(cfg.UpstreamProxy); err != nil || upstreamProxy.Host == "" {
-			return fmt.Errorf("--upstream-proxy %q: want a URL such as http://egress:3128", cfg.UpstreamProxy)
+		if upstreamProxy, err = proxy.ParseUpstreamProxy(cfg.UpstreamProxy); err != nil {
+			return fmt.Errorf("--upstream-proxy: %w", err)
 		}
+		tunnelDial = proxy.UpstreamTunnelDialer(upstreamProxy, roots, 0)
 	}
 
 	creds, provider, err := signer.LoadCredentials(ctx)
@@ -136,6 +139,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			UpstreamProxy: upstreamProxy,
 			Resolver:      resolver,
 		}),
+		TunnelDial:   tunnelDial,
 		Admitter:     limiter,
 		Observer:     tel,
 		CA:           ca,
