@@ -15,8 +15,8 @@ import (
 // On success it returns a release function that the proxy calls exactly once
 // when the upstream exchange is over (with the upstream status code, 0 when
 // the request never got an answer, and the answer's headers), and how long
-// the request waited. On refusal it returns an error that implements
-// http.Handler-like rendering via ServeRefusal.
+// the request waited. On refusal it returns an error; a Refusal renders
+// its own answer to the client.
 type Admitter interface {
 	Admit(ctx context.Context, req *http.Request) (release func(status int, h http.Header), waited time.Duration, err error)
 }
@@ -63,4 +63,11 @@ type RequestInfo struct {
 	// ClientSignatureAge is true now minus the client's X-Amz-Date (0 if unsigned).
 	ClientSignatureAge time.Duration
 	ClientSigned       bool
+}
+
+// APIGatewayObserver is an optional interface of a RequestObserver: for
+// execute-api answers the proxy reports API Gateway's own failure mode
+// (signer.ClassifyAPIGateway: explicit_deny, implicit_deny, ...).
+type APIGatewayObserver interface {
+	APIGatewayFailure(mode string)
 }

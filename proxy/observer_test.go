@@ -152,3 +152,42 @@ func TestClientsResumeTLSSessions(t *testing.T) {
 		}
 	}
 }
+
+// apigwRecorder is a RequestObserver that also implements APIGatewayObserver.
+type apigwRecorder struct {
+	recordingRequest
+}
+
+func (r *apigwRecorder) APIGatewayFailure(mode string) { r.add("apigw " + mode) }
+
+type apigwObserver struct{ recordingObserver }
+
+func (o *apigwObserver) Start(ctx context.Context, req *http.Request) (context.Context, RequestObserver) {
+	ctx, ro := o.recordingObserver.Start(ctx, req)
+	return ctx, &apigwRecorder{*ro.(*recordingRequest)}
+}
+
+func TestAPIGatewayFailureReported(t *testing.T) {
+	obs := &apigwObserver{}
+	h := newHarness(t, harnessOptions{tweak: func(p *Proxy) { p.Observer = obs }})
+	c := h.client()
+	tests := []struct{ path, mode string }{
+		{proxytest.APIGWExplicitDeny, signer.APIGatewayExplicitDeny},
+		{proxytest.APIGWIntegrationTimeout, signer.APIGatewayIntegrationTimeout},
+		{proxytest.APIGWUnauthorized, signer.APIGatewayUnauthorized},
+	}
+	for i, tt := range tests {
+		resp, err := c.Get("https://abc123.execute-api.us-east-1.amazonaws.com" + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		eventually(t, "request finished", func() bool {
+			got := obs.all()
+			return len(got) == i+1 && strings.Contains(got[i], "end")
+		})
+		if got := obs.all()[i]; !strings.Contains(got, "apigw "+tt.mode) {
+			t.Errorf("%s: events %q lack apigw %s", tt.path, got, tt.mode)
+		}
+	}
+}

@@ -191,6 +191,11 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 		}
 		peek := peekBody(resp, maxErrorPeek)
 		x.class = signer.Classify(resp.StatusCode, resp.Header, peek)
+		if ag, ok := x.ro.(APIGatewayObserver); ok && prep.Service == "execute-api" {
+			if mode := signer.ClassifyAPIGateway(resp.StatusCode, peek); mode != "" {
+				ag.APIGatewayFailure(mode)
+			}
+		}
 		if x.class.Failure.IsSkew() && !x.class.ServerTime.IsZero() {
 			rt.p.Clock.Observe(timesource.Observation{
 				Source:     "aws-error:" + x.host,

@@ -17,6 +17,7 @@ import (
 	otelapi "go.opentelemetry.io/otel"
 
 	"github.com/skewproxy/skewproxy/proxy"
+	"github.com/skewproxy/skewproxy/proxy/certs"
 	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
 	"github.com/skewproxy/skewproxy/proxy/telemetry"
 	"github.com/skewproxy/skewproxy/signer"
@@ -46,7 +47,14 @@ func serveCommand() *cli.Command {
 
 // serve wires the parts together and runs until ctx is done.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
-	ca, err := loadCA(cfg, cfg.LeafCacheSize)
+	// Telemetry is built once the clock exists; the CA and the clock report
+	// to it through these late-bound hooks (set before anything is served).
+	var tel *telemetry.Telemetry
+	ca, err := loadCA(cfg, certs.WithCacheSize(cfg.LeafCacheSize), certs.WithLookupObserver(func(hit bool) {
+		if tel != nil {
+			tel.LeafCache(hit)
+		}
+	}))
 	if err != nil {
 		return err
 	}
@@ -86,8 +94,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	sgn := signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, ProviderName: provider})
 
-	// The clock reports NTP round trips to telemetry, which is built after it.
-	var tel *telemetry.Telemetry
 	clock := timesource.New(timesource.Config{
 		Sources: cfg.TimeSources, HostOffset: cfg.ClockOffset, Logger: log.With("part", "timesource"),
 		OnSample: func(source string, rtt time.Duration) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -27,7 +26,7 @@ func caCommand() *cli.Command {
 				if err := readCAFlags(c, &cfg); err != nil {
 					return err
 				}
-				ca, err := loadCA(cfg, certs.DefaultCacheSize)
+				ca, err := loadCA(cfg)
 				if err != nil {
 					return err
 				}
@@ -40,15 +39,15 @@ func caCommand() *cli.Command {
 
 // loadCA opens --ca-cert/--ca-key, else the CA in the state directory
 // (created on first use).
-func loadCA(cfg Config, cacheSize int) (*certs.Authority, error) {
+func loadCA(cfg Config, opts ...certs.Option) (*certs.Authority, error) {
 	if cfg.CACert != "" {
-		ca, err := certs.Load(cfg.CACert, cfg.CAKey, certs.WithCacheSize(cacheSize))
+		ca, err := certs.Load(cfg.CACert, cfg.CAKey, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("load CA from --ca-cert/--ca-key: %w", err)
 		}
 		return ca, nil
 	}
-	ca, err := certs.LoadOrCreate(cfg.StateDir, certs.WithCacheSize(cacheSize))
+	ca, err := certs.LoadOrCreate(cfg.StateDir, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("CA in state dir %s: %w", cfg.StateDir, err)
 	}
@@ -112,18 +111,6 @@ func timeCommand() *cli.Command {
 				}
 			}
 			return cli.Exit("no time source answered", 1)
-		},
-	}
-}
-
-func presignCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "presign",
-		Usage:     "print a presigned URL signed with corrected time",
-		ArgsUsage: "s3://BUCKET/KEY | https://...",
-		Action: func(c *cli.Context) error {
-			_ = time.Second
-			return cli.Exit("presign: not yet available", 2)
 		},
 	}
 }

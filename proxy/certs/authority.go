@@ -24,7 +24,8 @@ type Authority struct {
 	key     crypto.Signer
 	certPEM []byte
 
-	cache *lru.Cache[string, *tls.Certificate]
+	cache    *lru.Cache[string, *tls.Certificate]
+	onLookup func(hit bool) // nil: nobody listens
 
 	mu       sync.Mutex
 	inflight map[string]*issueCall
@@ -59,6 +60,7 @@ func newAuthority(cert *x509.Certificate, key crypto.Signer, certPEM []byte, o o
 		cache:    cache,
 		inflight: make(map[string]*issueCall),
 		base:     base,
+		onLookup: o.onLookup,
 	}, nil
 }
 
@@ -90,8 +92,10 @@ func (a *Authority) Leaf(host string) (*tls.Certificate, error) {
 		return nil, err
 	}
 	if c, ok := a.cache.Get(name); ok {
+		a.observe(true)
 		return c, nil
 	}
+	a.observe(false)
 	a.mu.Lock()
 	if c, ok := a.cache.Get(name); ok {
 		a.mu.Unlock()
@@ -115,6 +119,12 @@ func (a *Authority) Leaf(host string) (*tls.Certificate, error) {
 	a.mu.Unlock()
 	close(call.done)
 	return call.cert, call.err
+}
+
+func (a *Authority) observe(hit bool) {
+	if a.onLookup != nil {
+		a.onLookup(hit)
+	}
 }
 
 // issue makes a new ECDSA P-256 leaf for name.

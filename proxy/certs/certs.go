@@ -54,6 +54,14 @@ type Option func(*options)
 
 type options struct {
 	cacheSize int
+	onLookup  func(hit bool)
+}
+
+// WithLookupObserver makes the Authority report every leaf lookup: hit is
+// true when the leaf came from the cache (the hook of the leaf-cache
+// metrics). f must be cheap and safe for concurrent use.
+func WithLookupObserver(f func(hit bool)) Option {
+	return func(o *options) { o.onLookup = f }
 }
 
 // WithCacheSize sets how many leaf certificates are cached (default

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -287,5 +288,27 @@ func BenchmarkLeafIssue(b *testing.B) {
 		if _, err := a.Leaf(fmt.Sprintf("h%d.lambda.us-east-1.amazonaws.com", i)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestLookupObserverCountsHitsAndMisses(t *testing.T) {
+	var hits, misses atomic.Int64
+	a, err := LoadOrCreate(t.TempDir(), WithLookupObserver(func(hit bool) {
+		if hit {
+			hits.Add(1)
+		} else {
+			misses.Add(1)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a.test", "a.test", "b.test", "a.test:443", "b.test"} {
+		if _, err := a.Leaf(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits.Load() != 3 || misses.Load() != 2 {
+		t.Fatalf("hits %d misses %d, want 3 and 2", hits.Load(), misses.Load())
 	}
 }
