@@ -1,0 +1,477 @@
+package main
+
+// End-to-end proof of Lambda invoke admission (issue 6) through the real
+// binary: a real aws-sdk-go-v2 Lambda client, the built `skewproxy serve`
+// as a child process, and the verifying fake AWS (proxytest.NewAWS) with a
+// compressed signing window and per-function reserved concurrency.
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/skewproxy/skewproxy/proxy/proxytest"
+)
+
+// lambdaE2EHost is the real Lambda host name the clients use; the proxy
+// maps it to the fake with --resolve (Go never proxies loopback names).
+const lambdaE2EHost = "lambda.us-east-1.amazonaws.com"
+
+// lambdaE2EStart starts a fake AWS with opts (the proxy's keys filled in)
+// and a proxy that sends lambdaE2EHost to it, with extra serve flags.
+func lambdaE2EStart(t *testing.T, opts proxytest.AWSOptions, args ...string) (*proxytest.AWS, *runningProxy) {
+	t.Helper()
+	opts.Credentials = proxyKeys
+	fake := proxytest.NewAWS(t, opts)
+	p := startProxy(t, proxyOptions{
+		Args: append([]string{
+			"--resolve", lambdaE2EHost + ":443=" + fake.URL(),
+			"--upstream-ca", fake.CAFile(t),
+			"--time-source", "ntp://127.0.0.1:1",
+		}, args...),
+		Env: proxyCredsEnv(proxyKeys),
+	})
+	return fake, p
+}
+
+// lambdaE2EClient is an SDK Lambda client with placeholder keys that goes
+// through p with at most maxConns connections (to the proxy), no retries.
+func lambdaE2EClient(p *runningProxy, maxConns int) *lambda.Client {
+	tr := &http.Transport{
+		Proxy:               http.ProxyURL(p.ProxyURL),
+		TLSClientConfig:     &tls.Config{RootCAs: p.CAPool},
+		MaxConnsPerHost:     maxConns,
+		MaxIdleConnsPerHost: maxConns,
+	}
+	return lambda.NewFromConfig(aws.Config{
+		Region:           "us-east-1",
+		Credentials:      placeholderKeys,
+		HTTPClient:       &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		RetryMaxAttempts: 1,
+	})
+}
+
+// lambdaE2EDirectClient is an SDK Lambda client that talks to the fake
+// directly with the fake's real keys and at most maxConns connections: the
+// SDK signs each request before it waits for a socket, as the SDKs do.
+func lambdaE2EDirectClient(fake *proxytest.AWS, maxConns int) *lambda.Client {
+	addr := fake.Addr()
+	var d net.Dialer
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: fake.CertPool()},
+		MaxConnsPerHost:     maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		},
+	}
+	return lambda.NewFromConfig(aws.Config{
+		Region:           "us-east-1",
+		Credentials:      credentials.NewStaticCredentialsProvider(proxyKeys.AccessKeyID, proxyKeys.SecretAccessKey, ""),
+		HTTPClient:       &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		RetryMaxAttempts: 1,
+	})
+}
+
+// lambdaE2EStatus is the "lambda" object of /status.
+type lambdaE2EStatus struct {
+	Inflight    int `json:"inflight"`
+	Queued      int `json:"queued"`
+	MaxInflight int `json:"max_inflight"`
+	Functions   map[string]struct {
+		Inflight       int   `json:"inflight"`
+		Queued         int   `json:"queued"`
+		Limit          int   `json:"limit"`
+		EffectiveLimit int   `json:"effective_limit"`
+		OldestWaitMS   int64 `json:"oldest_wait_ms"`
+	} `json:"functions"`
+}
+
+// lambdaE2EGetStatus reads /status; safe to call from any goroutine.
+func lambdaE2EGetStatus(ctx context.Context, p *runningProxy) (lambdaE2EStatus, error) {
+	var doc struct {
+		Lambda lambdaE2EStatus `json:"lambda"`
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.AdminURL+"/status", nil)
+	if err != nil {
+		return doc.Lambda, err
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+	if err != nil {
+		return doc.Lambda, fmt.Errorf("GET /status: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return doc.Lambda, fmt.Errorf("decode /status: %w", err)
+	}
+	return doc.Lambda, nil
+}
+
+// lambdaE2EWaitStatus polls /status until cond holds or within passes.
+func lambdaE2EWaitStatus(t *testing.T, p *runningProxy, within time.Duration, what string, cond func(lambdaE2EStatus) bool) lambdaE2EStatus {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last lambdaE2EStatus
+	for time.Now().Before(deadline) {
+		st, err := lambdaE2EGetStatus(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(st) {
+			return st
+		}
+		last = st
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("/status: %s not seen within %v; last lambda status %+v", what, within, last)
+	return last
+}
+
+// lambdaE2EInvoke invokes fn once and reports the error and the duration.
+func lambdaE2EInvoke(ctx context.Context, c *lambda.Client, fn string) (time.Duration, error) {
+	start := time.Now()
+	_, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), Payload: []byte(`{"n":1}`)})
+	return time.Since(start), err
+}
+
+// lambdaE2EFunctionRequests counts the requests the fake recorded for fn.
+func lambdaE2EFunctionRequests(fake *proxytest.AWS, fn string) int {
+	n := 0
+	for _, r := range fake.Requests() {
+		if r.Function == fn {
+			n++
+		}
+	}
+	return n
+}
+
+// lambdaE2EBurst sends n invokes of fn at once with c and returns the
+// errors (nil for success) and the wall time.
+func lambdaE2EBurst(ctx context.Context, c *lambda.Client, fn string, n int) ([]error, time.Duration) {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = lambdaE2EInvoke(ctx, c, fn)
+		})
+	}
+	wg.Wait()
+	return errs, time.Since(start)
+}
+
+// TestLambdaE2EBurstThroughProxy: 150 one-second invokes sent at once by one
+// SDK client all succeed through the proxy with --lambda-max-inflight 20,
+// against an endpoint that refuses signatures older than 1.5 s and throttles
+// beyond 20 concurrent runs; the endpoint never sees more than 20 at once,
+// and /status shows the burst queued while it is in flight.
+func TestLambdaE2EBurstThroughProxy(t *testing.T) {
+	const (
+		n     = 150
+		limit = 20
+		fn    = "burst"
+	)
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Window:       1500 * time.Millisecond,
+		FutureWindow: 1500 * time.Millisecond,
+		Functions:    map[string]proxytest.FunctionBehavior{fn: {Delay: time.Second, ReservedConcurrency: limit}},
+	}, "--lambda-max-inflight", fmt.Sprint(limit))
+	c := lambdaE2EClient(p, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Poll /status during the burst.
+	var maxQueued, maxInflight atomic.Int64
+	var pollErr atomic.Value
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	var pollWG sync.WaitGroup
+	pollWG.Go(func() {
+		for pollCtx.Err() == nil {
+			st, err := lambdaE2EGetStatus(pollCtx, p)
+			if err != nil {
+				if pollCtx.Err() == nil {
+					pollErr.Store(err)
+				}
+				return
+			}
+			if int64(st.Queued) > maxQueued.Load() {
+				maxQueued.Store(int64(st.Queued))
+			}
+			if int64(st.Inflight) > maxInflight.Load() {
+				maxInflight.Store(int64(st.Inflight))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	errs, took := lambdaE2EBurst(ctx, c, fn, n)
+	stopPoll()
+	pollWG.Wait()
+
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			if failed <= 5 {
+				t.Errorf("invoke %d: %v", i, err)
+			}
+		}
+	}
+	st := fake.Stats()
+	t.Logf("%d invokes through the proxy in %v: %d failed; fake: verified %d, failures %v, throttled %d, max in flight %d; /status max queued %d, max inflight %d",
+		n, took.Round(time.Millisecond), failed, st.Verified, st.Failures, st.Throttled, st.MaxInFlight[fn], maxQueued.Load(), maxInflight.Load())
+	if failed > 0 {
+		t.Fatalf("%d of %d invokes failed through the proxy", failed, n)
+	}
+	if got := st.Operations["Lambda.Invoke"]; got != n {
+		t.Errorf("fake verified %d invokes, want %d", got, n)
+	}
+	for kind, k := range st.Failures {
+		if k > 0 {
+			t.Errorf("fake refused %d requests for %s", k, kind)
+		}
+	}
+	if st.Throttled != 0 {
+		t.Errorf("fake throttled %d invokes (reserved concurrency %d)", st.Throttled, limit)
+	}
+	if got := st.MaxInFlight[fn]; got > limit || got < limit/2 {
+		t.Errorf("fake max in flight = %d, want in [%d, %d]", got, limit/2, limit)
+	}
+	// 150 / 20 = 7.5 rounds of 1 s: the proxy cannot have run them faster.
+	if floor := time.Duration(n/limit) * time.Second; took < floor {
+		t.Errorf("burst took %v, less than %v: the limit did not hold", took, floor)
+	}
+	if err, _ := pollErr.Load().(error); err != nil {
+		t.Errorf("polling /status: %v", err)
+	}
+	if maxQueued.Load() == 0 {
+		t.Error("/status lambda.queued never above 0 during the burst")
+	}
+	if got := maxInflight.Load(); got == 0 || got > limit {
+		t.Errorf("/status lambda.inflight peaked at %d, want in [1, %d]", got, limit)
+	}
+	// Each signature was made as its request left the proxy: its age on
+	// arrival is far below the window although the burst lasted seconds.
+	var oldest time.Duration
+	for _, r := range fake.Requests() {
+		if r.Verified != nil && r.Time.Sub(r.Verified.SigningTime) > oldest {
+			oldest = r.Time.Sub(r.Verified.SigningTime)
+		}
+	}
+	t.Logf("oldest signature on arrival: %v (X-Amz-Date has 1 s resolution)", oldest)
+
+	end := lambdaE2EWaitStatus(t, p, 5*time.Second, "inflight and queued back to 0",
+		func(s lambdaE2EStatus) bool { return s.Inflight == 0 && s.Queued == 0 })
+	if f := end.Functions[fn]; f.Inflight != 0 || f.Queued != 0 {
+		t.Errorf("/status functions[%q] = %+v after the burst", fn, f)
+	}
+}
+
+// TestLambdaE2EBurstDirectExpires: the same burst sent straight to the
+// endpoint by an SDK client with 20 sockets (it signs, then waits for a
+// socket) gets Signature expired refusals: the problem the proxy removes.
+func TestLambdaE2EBurstDirectExpires(t *testing.T) {
+	const (
+		n     = 150
+		limit = 20
+		fn    = "burst"
+	)
+	fake := proxytest.NewAWS(t, proxytest.AWSOptions{
+		Credentials:  proxyKeys,
+		Window:       1500 * time.Millisecond,
+		FutureWindow: 1500 * time.Millisecond,
+		Functions:    map[string]proxytest.FunctionBehavior{fn: {Delay: time.Second, ReservedConcurrency: limit}},
+	})
+	c := lambdaE2EDirectClient(fake, limit)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	errs, took := lambdaE2EBurst(ctx, c, fn, n)
+	ok, expired, other := 0, 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case strings.Contains(err.Error(), "Signature expired"):
+			expired++
+		default:
+			other++
+			if other <= 3 {
+				t.Logf("other error: %v", err)
+			}
+		}
+	}
+	st := fake.Stats()
+	t.Logf("%d invokes direct in %v: %d ok, %d Signature expired, %d other; fake failures %v",
+		n, took.Round(time.Millisecond), ok, expired, other, st.Failures)
+	if expired == 0 {
+		t.Fatal("no Signature expired error: the direct baseline does not show the problem")
+	}
+	if got := st.Failures[proxytest.FailExpired]; got != expired {
+		t.Errorf("fake counted %d expired signatures, the SDK saw %d", got, expired)
+	}
+	if ok == 0 {
+		t.Error("no invoke succeeded directly: the baseline should only lose the queued ones")
+	}
+}
+
+// lambdaE2EThrottle returns the SDK's TooManyRequestsException in err.
+func lambdaE2EThrottle(t *testing.T, err error) *types.TooManyRequestsException {
+	t.Helper()
+	var tmr *types.TooManyRequestsException
+	if !errors.As(err, &tmr) {
+		t.Fatalf("error is not a TooManyRequestsException: %v", err)
+	}
+	return tmr
+}
+
+// lambdaE2EStatusCode returns the HTTP status and headers behind an SDK error.
+func lambdaE2EStatusCode(err error) (int, http.Header) {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.StatusCode, re.Response.Header
+	}
+	return 0, nil
+}
+
+// TestLambdaE2EQueueTimeout: with one slot taken by a slow invoke, the next
+// one waits --lambda-queue-timeout and gets Lambda's 429
+// TooManyRequestsException, Reason SkewproxyQueueTimeout, which the SDK
+// decodes; it never reaches the endpoint.
+func TestLambdaE2EQueueTimeout(t *testing.T) {
+	const fn = "slow"
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 3 * time.Second}},
+	}, "--lambda-max-inflight", "1", "--lambda-queue-timeout", "1s")
+	c := lambdaE2EClient(p, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	first := make(chan error, 1)
+	go func() { _, err := lambdaE2EInvoke(ctx, c, fn); first <- err }()
+	lambdaE2EWaitStatus(t, p, 10*time.Second, "first invoke in flight", func(s lambdaE2EStatus) bool { return s.Inflight == 1 })
+
+	took, err := lambdaE2EInvoke(ctx, c, fn)
+	if err == nil {
+		t.Fatal("second invoke succeeded; want a queue timeout")
+	}
+	tmr := lambdaE2EThrottle(t, err)
+	if tmr.Reason != "SkewproxyQueueTimeout" {
+		t.Errorf("Reason = %q, want SkewproxyQueueTimeout", tmr.Reason)
+	}
+	if aws.ToString(tmr.RetryAfterSeconds) == "" {
+		t.Error("no Retry-After on the queue-timeout answer")
+	}
+	if code, h := lambdaE2EStatusCode(err); code != http.StatusTooManyRequests || h.Get("X-Amzn-Errortype") != "TooManyRequestsException" {
+		t.Errorf("answer: status %d, x-amzn-ErrorType %q; want 429 TooManyRequestsException", code, h.Get("X-Amzn-Errortype"))
+	}
+	t.Logf("queued invoke refused after %v: %v", took.Round(time.Millisecond), err)
+	if took < 900*time.Millisecond || took > 2500*time.Millisecond {
+		t.Errorf("refused after %v, want about the 1s queue timeout", took)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first invoke: %v", err)
+	}
+	if got := lambdaE2EFunctionRequests(fake, fn); got != 1 {
+		t.Errorf("fake saw %d invokes of %s, want 1 (the timed-out one must not be sent)", got, fn)
+	}
+}
+
+// TestLambdaE2EQueueFull: with one invoke in flight and one queued, a third
+// is refused at once (--lambda-max-queue 1) with Reason SkewproxyQueueFull;
+// the other two complete.
+func TestLambdaE2EQueueFull(t *testing.T) {
+	const fn = "slow"
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 2 * time.Second}},
+	}, "--lambda-max-inflight", "1", "--lambda-max-queue", "1", "--lambda-queue-timeout", "30s")
+	c := lambdaE2EClient(p, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	held := make(chan error, 2)
+	go func() { _, err := lambdaE2EInvoke(ctx, c, fn); held <- err }()
+	lambdaE2EWaitStatus(t, p, 10*time.Second, "first invoke in flight", func(s lambdaE2EStatus) bool { return s.Inflight == 1 })
+	go func() { _, err := lambdaE2EInvoke(ctx, c, fn); held <- err }()
+	lambdaE2EWaitStatus(t, p, 10*time.Second, "second invoke queued", func(s lambdaE2EStatus) bool { return s.Queued == 1 })
+
+	took, err := lambdaE2EInvoke(ctx, c, fn)
+	if err == nil {
+		t.Fatal("third invoke succeeded; want queue full")
+	}
+	tmr := lambdaE2EThrottle(t, err)
+	if tmr.Reason != "SkewproxyQueueFull" {
+		t.Errorf("Reason = %q, want SkewproxyQueueFull", tmr.Reason)
+	}
+	if took > time.Second {
+		t.Errorf("queue-full refusal took %v, want at once", took)
+	}
+	t.Logf("third invoke refused after %v: %v", took.Round(time.Millisecond), err)
+	for range 2 {
+		if err := <-held; err != nil {
+			t.Errorf("held invoke: %v", err)
+		}
+	}
+	if got := lambdaE2EFunctionRequests(fake, fn); got != 2 {
+		t.Errorf("fake saw %d invokes of %s, want 2", got, fn)
+	}
+}
+
+// TestLambdaE2EClientCancelWhileQueued: a client that gives up while its
+// invoke is queued leaves the queue, and nothing is sent upstream for it.
+func TestLambdaE2EClientCancelWhileQueued(t *testing.T) {
+	const fn = "slow"
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 2 * time.Second}},
+	}, "--lambda-max-inflight", "1")
+	c := lambdaE2EClient(p, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	first := make(chan error, 1)
+	go func() { _, err := lambdaE2EInvoke(ctx, c, fn); first <- err }()
+	lambdaE2EWaitStatus(t, p, 10*time.Second, "first invoke in flight", func(s lambdaE2EStatus) bool { return s.Inflight == 1 })
+
+	qctx, qcancel := context.WithCancel(ctx)
+	second := make(chan error, 1)
+	go func() { _, err := lambdaE2EInvoke(qctx, c, fn); second <- err }()
+	lambdaE2EWaitStatus(t, p, 10*time.Second, "second invoke queued", func(s lambdaE2EStatus) bool { return s.Queued == 1 })
+	qcancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled invoke: err = %v, want context.Canceled", err)
+	}
+	// The proxy notices the client is gone while the first is still running.
+	lambdaE2EWaitStatus(t, p, 1500*time.Millisecond, "queue empty after the client left", func(s lambdaE2EStatus) bool { return s.Queued == 0 })
+
+	if err := <-first; err != nil {
+		t.Fatalf("first invoke: %v", err)
+	}
+	// Give a wrongly admitted request time to reach the fake.
+	lambdaE2EWaitStatus(t, p, 5*time.Second, "nothing in flight", func(s lambdaE2EStatus) bool { return s.Inflight == 0 && s.Queued == 0 })
+	time.Sleep(300 * time.Millisecond)
+	if got := lambdaE2EFunctionRequests(fake, fn); got != 1 {
+		t.Errorf("fake saw %d invokes of %s, want 1 (the cancelled one must not be sent)", got, fn)
+	}
+	// The slot was not leaked: another invoke goes through.
+	fake.SetFunction(fn, proxytest.FunctionBehavior{})
+	if _, err := lambdaE2EInvoke(ctx, c, fn); err != nil {
+		t.Fatalf("invoke after the cancel: %v", err)
+	}
+}
