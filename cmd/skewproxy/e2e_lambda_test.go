@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/skewproxy/skewproxy/proxy/proxytest"
+	"github.com/skewproxy/skewproxy/timesource/ntptest"
 )
 
 // lambdaE2EHost is the real Lambda host name the clients use; the proxy
@@ -33,16 +34,21 @@ import (
 const lambdaE2EHost = "lambda.us-east-1.amazonaws.com"
 
 // lambdaE2EStart starts a fake AWS with opts (the proxy's keys filled in)
-// and a proxy that sends lambdaE2EHost to it, with extra serve flags.
-func lambdaE2EStart(t *testing.T, opts proxytest.AWSOptions, args ...string) (*proxytest.AWS, *runningProxy) {
+// and a proxy that sends lambdaE2EHost to it, with extra serve flags. The
+// proxy's time source is ntp (a real chrony from ntptest.Start), or an
+// unreachable one when ntp is "" (the clock then learns from Date headers).
+func lambdaE2EStart(t *testing.T, opts proxytest.AWSOptions, ntp string, args ...string) (*proxytest.AWS, *runningProxy) {
 	t.Helper()
 	opts.Credentials = proxyKeys
 	fake := proxytest.NewAWS(t, opts)
+	if ntp == "" {
+		ntp = "127.0.0.1:1"
+	}
 	p := startProxy(t, proxyOptions{
 		Args: append([]string{
 			"--resolve", lambdaE2EHost + ":443=" + fake.URL(),
 			"--upstream-ca", fake.CAFile(t),
-			"--time-source", "ntp://127.0.0.1:1",
+			"--time-source", "ntp://" + ntp,
 		}, args...),
 		Env: proxyCredsEnv(proxyKeys),
 	})
@@ -124,24 +130,35 @@ func lambdaE2EGetStatus(ctx context.Context, p *runningProxy) (lambdaE2EStatus, 
 	return doc.Lambda, nil
 }
 
-// lambdaE2EWaitStatus polls /status until cond holds or within passes.
+// lambdaE2EWaitStatus polls /status until cond holds; the test fails at
+// once when within passes first.
 func lambdaE2EWaitStatus(t *testing.T, p *runningProxy, within time.Duration, what string, cond func(lambdaE2EStatus) bool) lambdaE2EStatus {
 	t.Helper()
+	st, ok := lambdaE2EPollStatus(t, p, within, cond)
+	if !ok {
+		t.Fatalf("/status: %s not seen within %v; last lambda status %+v", what, within, st)
+	}
+	return st
+}
+
+// lambdaE2EPollStatus polls /status until cond holds (true) or within
+// passes (false), returning the last status read.
+func lambdaE2EPollStatus(t *testing.T, p *runningProxy, within time.Duration, cond func(lambdaE2EStatus) bool) (lambdaE2EStatus, bool) {
+	t.Helper()
 	deadline := time.Now().Add(within)
-	var last lambdaE2EStatus
-	for time.Now().Before(deadline) {
+	for {
 		st, err := lambdaE2EGetStatus(context.Background(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cond(st) {
-			return st
+			return st, true
 		}
-		last = st
+		if time.Now().After(deadline) {
+			return st, false
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("/status: %s not seen within %v; last lambda status %+v", what, within, last)
-	return last
 }
 
 // lambdaE2EInvoke invokes fn once and reports the error and the duration.
@@ -192,7 +209,10 @@ func TestLambdaE2EBurstThroughProxy(t *testing.T) {
 		Window:       1500 * time.Millisecond,
 		FutureWindow: 1500 * time.Millisecond,
 		Functions:    map[string]proxytest.FunctionBehavior{fn: {Delay: time.Second, ReservedConcurrency: limit}},
-	}, "--lambda-max-inflight", fmt.Sprint(limit))
+	}, ntptest.Start(t), "--lambda-max-inflight", fmt.Sprint(limit))
+	// With a 1.5 s window the proxy must sign with an NTP-grade clock; an
+	// estimate from 1 s Date headers of 1 s exchanges is off by up to ~1.5 s.
+	p.waitReady(t, 15*time.Second)
 	c := lambdaE2EClient(p, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -276,6 +296,11 @@ func TestLambdaE2EBurstThroughProxy(t *testing.T) {
 		}
 	}
 	t.Logf("oldest signature on arrival: %v (X-Amz-Date has 1 s resolution)", oldest)
+	var clock struct {
+		Clock map[string]any `json:"clock"`
+	}
+	p.getJSON(t, "/status", &clock)
+	t.Logf("proxy clock after the burst: %v", clock.Clock)
 
 	end := lambdaE2EWaitStatus(t, p, 5*time.Second, "inflight and queued back to 0",
 		func(s lambdaE2EStatus) bool { return s.Inflight == 0 && s.Queued == 0 })
@@ -359,7 +384,7 @@ func TestLambdaE2EQueueTimeout(t *testing.T) {
 	const fn = "slow"
 	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
 		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 3 * time.Second}},
-	}, "--lambda-max-inflight", "1", "--lambda-queue-timeout", "1s")
+	}, "", "--lambda-max-inflight", "1", "--lambda-queue-timeout", "1s")
 	c := lambdaE2EClient(p, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -401,7 +426,7 @@ func TestLambdaE2EQueueFull(t *testing.T) {
 	const fn = "slow"
 	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
 		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 2 * time.Second}},
-	}, "--lambda-max-inflight", "1", "--lambda-max-queue", "1", "--lambda-queue-timeout", "30s")
+	}, "", "--lambda-max-inflight", "1", "--lambda-max-queue", "1", "--lambda-queue-timeout", "30s")
 	c := lambdaE2EClient(p, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -440,7 +465,7 @@ func TestLambdaE2EClientCancelWhileQueued(t *testing.T) {
 	const fn = "slow"
 	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
 		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 2 * time.Second}},
-	}, "--lambda-max-inflight", "1")
+	}, "", "--lambda-max-inflight", "1")
 	c := lambdaE2EClient(p, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -458,7 +483,9 @@ func TestLambdaE2EClientCancelWhileQueued(t *testing.T) {
 		t.Errorf("cancelled invoke: err = %v, want context.Canceled", err)
 	}
 	// The proxy notices the client is gone while the first is still running.
-	lambdaE2EWaitStatus(t, p, 1500*time.Millisecond, "queue empty after the client left", func(s lambdaE2EStatus) bool { return s.Queued == 0 })
+	if st, ok := lambdaE2EPollStatus(t, p, 1200*time.Millisecond, func(s lambdaE2EStatus) bool { return s.Queued == 0 }); !ok {
+		t.Errorf("the cancelled invoke is still queued in the proxy 1.2s after the client left: %+v", st)
+	}
 
 	if err := <-first; err != nil {
 		t.Fatalf("first invoke: %v", err)
