@@ -650,12 +650,20 @@ func TestTimeE2EAWSCLIUnderFaketimeMinIO(t *testing.T) {
 	if err := os.WriteFile(local, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// 9 MiB: the CLI uploads it in two parts (multipart, 8 MiB threshold).
+	big := bytes.Repeat([]byte("skewproxy corrected time\n"), 9<<20/25)
+	bigLocal := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(bigLocal, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	steps := []struct {
 		name string
 		args []string
 	}{
 		{name: "create bucket", args: []string{"s3api", "create-bucket", "--bucket", "timee2e"}},
+		{name: "list buckets", args: []string{"s3api", "list-buckets"}}, // host s3.us-east-1.amazonaws.com
 		{name: "put object", args: []string{"s3", "cp", local, "s3://timee2e/dir/object.txt"}},
+		{name: "put multipart object", args: []string{"s3", "cp", bigLocal, "s3://timee2e/dir/big.bin"}},
 		{name: "list", args: []string{"s3", "ls", "s3://timee2e/dir/"}},
 	}
 	for _, st := range steps {
@@ -663,16 +671,28 @@ func TestTimeE2EAWSCLIUnderFaketimeMinIO(t *testing.T) {
 			t.Fatalf("%s through the proxy: %v\nstdout: %s\nstderr: %s", st.name, err, out, errOut)
 		}
 	}
-	got, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, "s3", "cp", "s3://timee2e/dir/object.txt", "-")
-	if err != nil {
-		t.Fatalf("get object through the proxy: %v\nstderr: %s", err, errOut)
+	reads := []struct {
+		key  string
+		want []byte
+	}{
+		{key: "dir/object.txt", want: []byte(content)},
+		{key: "dir/big.bin", want: big},
 	}
-	if got != content {
-		t.Errorf("object read back = %q, want %q", got, content)
+	for _, r := range reads {
+		got, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, "s3", "cp", "s3://timee2e/"+r.key, "-")
+		if err != nil {
+			t.Fatalf("get %s through the proxy: %v\nstderr: %s", r.key, err, errOut)
+		}
+		if !bytes.Equal([]byte(got), r.want) {
+			t.Errorf("%s read back: %d bytes, want %d bytes as written", r.key, len(got), len(r.want))
+		}
 	}
-	recs := timeE2ERequestLogs(t, p, 4)
-	if len(recs) < 4 || timeE2ERetried(recs) != 0 {
-		t.Errorf("%d request log records, %d retried; want >= 4 and none retried (chrony corrected the clock)", len(recs), timeE2ERetried(recs))
+	recs := timeE2ERequestLogs(t, p, 7)
+	for _, r := range recs {
+		t.Logf("proxy: %v %v %v status=%v retried=%v", r["method"], r["host"], r["operation"], r["status"], r["retried"])
+	}
+	if len(recs) < 7 || timeE2ERetried(recs) != 0 {
+		t.Errorf("%d request log records, %d retried; want >= 7 and none retried (chrony corrected the clock)", len(recs), timeE2ERetried(recs))
 	}
 
 	direct := []string{
@@ -680,7 +700,8 @@ func TestTimeE2EAWSCLIUnderFaketimeMinIO(t *testing.T) {
 		"AWS_SECRET_ACCESS_KEY=" + minio.Credentials.SecretAccessKey,
 	}
 	endpoint := []string{"--endpoint-url", minio.Endpoint(), "s3api", "list-objects-v2", "--bucket", "timee2e"}
-	_, errOut, err = timeE2EAWSCLI(t, "-20m", direct, endpoint...)
+	_, errOut, err := timeE2EAWSCLI(t, "-20m", direct, endpoint...)
+	t.Logf("CLI 20m behind straight to MinIO: %s", strings.TrimSpace(errOut))
 	if err == nil || !strings.Contains(errOut, "RequestTimeTooSkewed") {
 		t.Errorf("CLI 20m behind straight to MinIO: err %v, stderr %q; want RequestTimeTooSkewed", err, errOut)
 	}
