@@ -391,7 +391,9 @@ func parseHeaderFlags(vals []string) (http.Header, error) {
 // describes the credentials provider for messages; clampHint says how the
 // caller asks for clamping.
 func presign(ctx context.Context, sgn *signer.Signer, source string, now time.Time, r presignRequest, clampHint string) (presignResult, error) {
-	res := presignResult{SignedAt: now.UTC().Truncate(time.Second)}
+	// The URL's life is counted from its X-Amz-Date, which has whole seconds.
+	now = now.UTC().Truncate(time.Second)
+	res := presignResult{SignedAt: now}
 	creds, err := sgn.Credentials(ctx)
 	if err != nil {
 		return res, fmt.Errorf("presign: credentials: %w", err)
