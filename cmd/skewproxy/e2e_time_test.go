@@ -710,3 +710,61 @@ func TestTimeE2EAWSCLIUnderFaketimeMinIO(t *testing.T) {
 		t.Errorf("CLI with the true time straight to MinIO: err %v, stdout %q, stderr %q", err, out, errOut)
 	}
 }
+
+// TestTimeE2EAWSCLINoNTPRetriesAgainstMinIO is the IoT gateway: the whole
+// host is 20 minutes behind and no NTP server answers. The first request
+// MinIO refuses (RequestTimeTooSkewed); the proxy learns the server time
+// from that answer, re-signs and retries once, and the CLI sees success.
+// Later requests go through without a retry.
+func TestTimeE2EAWSCLINoNTPRetriesAgainstMinIO(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/aws"); err != nil {
+		t.Skip("AWS CLI v2 not at /usr/bin/aws")
+	}
+	if _, err := exec.LookPath("faketime"); err != nil {
+		t.Skip("faketime not installed")
+	}
+	minio := proxytest.StartMinIO(t)
+	p := startProxy(t, proxyOptions{
+		Args: []string{
+			"--resolve", "s3.us-east-1.amazonaws.com:443=" + minio.Endpoint(),
+			"--resolve", "*.s3.us-east-1.amazonaws.com:443=" + minio.Endpoint(),
+			"--time-source", timeE2ENoNTP,
+			"--clock-offset", "-20m",
+		},
+		Env: proxyCredsEnv(minio.Credentials),
+	})
+	viaProxy := []string{
+		"HTTPS_PROXY=" + p.ProxyURL.String(),
+		"AWS_CA_BUNDLE=" + p.CAFile,
+		"AWS_ACCESS_KEY_ID=AKIDPLACEHOLDER",
+		"AWS_SECRET_ACCESS_KEY=placeholder-secret",
+	}
+	if out, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, "s3api", "create-bucket", "--bucket", "gateway"); err != nil {
+		t.Fatalf("create bucket through the proxy: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	recs := timeE2ERequestLogs(t, p, 1)
+	if len(recs) != 1 || recs[0]["retried"] != true {
+		t.Fatalf("request log records %v, want one with retried=true", recs)
+	}
+	s := timeE2EStatus(t, p, 3)
+	t.Logf("after MinIO's answer: source=%s corrected-time error=%v offset=%.3fs", s.Clock.Source, s.err(), s.Clock.OffsetSeconds)
+	if !s.Clock.Synced || s.err() > time.Second {
+		t.Errorf("clock synced=%v, %v off the true time; want synced within 1s", s.Clock.Synced, s.err())
+	}
+
+	local := filepath.Join(t.TempDir(), "reading.json")
+	if err := os.WriteFile(local, []byte(`{"temperature":21.5}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, "s3", "cp", local, "s3://gateway/reading.json"); err != nil {
+		t.Fatalf("put object through the proxy: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	got, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, "s3", "cp", "s3://gateway/reading.json", "-")
+	if err != nil || got != `{"temperature":21.5}` {
+		t.Fatalf("get object through the proxy: %v, got %q\nstderr: %s", err, got, errOut)
+	}
+	recs = timeE2ERequestLogs(t, p, 4)
+	if n := timeE2ERetried(recs); len(recs) < 4 || n != 1 {
+		t.Errorf("%d request log records, %d retried; want >= 4 with only the first retried", len(recs), n)
+	}
+}
