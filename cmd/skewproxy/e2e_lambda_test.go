@@ -502,3 +502,269 @@ func TestLambdaE2EClientCancelWhileQueued(t *testing.T) {
 		t.Fatalf("invoke after the cancel: %v", err)
 	}
 }
+
+// TestLambdaE2EUpstreamThrottleAdapts: a function with reserved concurrency
+// 2 behind --lambda-max-inflight 10 is throttled by Lambda; the proxy lowers
+// the function's effective limit (visible on /status), a second burst is
+// throttled less, and a run of successes raises the limit back to none.
+func TestLambdaE2EUpstreamThrottleAdapts(t *testing.T) {
+	const fn = "reserved"
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: 500 * time.Millisecond, ReservedConcurrency: 2}},
+	}, "", "--lambda-max-inflight", "10")
+	c := lambdaE2EClient(p, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	burst := func(name string) (throttled int) {
+		before := fake.Stats().Throttled
+		errs, took := lambdaE2EBurst(ctx, c, fn, 10)
+		sdkThrottled := 0
+		for _, err := range errs {
+			if err == nil {
+				continue
+			}
+			var tmr *types.TooManyRequestsException
+			if !errors.As(err, &tmr) {
+				t.Errorf("%s: unexpected error: %v", name, err)
+				continue
+			}
+			if tmr.Reason != "ReservedFunctionConcurrentInvocationLimitExceeded" {
+				t.Errorf("%s: Reason = %q, want Lambda's ReservedFunctionConcurrentInvocationLimitExceeded", name, tmr.Reason)
+			}
+			sdkThrottled++
+		}
+		throttled = fake.Stats().Throttled - before
+		if sdkThrottled != throttled {
+			t.Errorf("%s: the SDK saw %d throttles, the fake sent %d", name, sdkThrottled, throttled)
+		}
+		t.Logf("%s: 10 invokes in %v, %d throttled by Lambda", name, took.Round(time.Millisecond), throttled)
+		return throttled
+	}
+
+	first := burst("burst 1")
+	if first == 0 {
+		t.Fatal("burst 1: the fake throttled nothing; the test cannot show adaptation")
+	}
+	st, err := lambdaE2EGetStatus(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lowered := st.Functions[fn].EffectiveLimit
+	t.Logf("after burst 1: /status functions[%q] = %+v", fn, st.Functions[fn])
+	if lowered < 1 || lowered >= 10 {
+		t.Fatalf("effective limit after Lambda's throttles = %d, want lowered into [1, 9]", lowered)
+	}
+
+	second := burst("burst 2")
+	if second >= first {
+		t.Errorf("burst 2 was throttled %d times, burst 1 %d: the lowered limit did not help", second, first)
+	}
+	st, err = lambdaE2EGetStatus(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after burst 2: /status functions[%q] = %+v", fn, st.Functions[fn])
+	if got := st.Functions[fn].EffectiveLimit; got < 1 || got > lowered {
+		t.Errorf("effective limit after burst 2 = %d, want in [1, %d]", got, lowered)
+	}
+
+	// Recovery: quick successful invokes, one at a time, raise the limit
+	// additively until it is lifted (0 = none).
+	fake.SetFunction(fn, proxytest.FunctionBehavior{ReservedConcurrency: 2})
+	var seen []int
+	recovered := false
+	for i := 0; i < 300 && !recovered; i++ {
+		if _, err := lambdaE2EInvoke(ctx, c, fn); err != nil {
+			t.Fatalf("recovery invoke %d: %v", i, err)
+		}
+		st, err := lambdaE2EGetStatus(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eff := st.Functions[fn].EffectiveLimit
+		if len(seen) == 0 || seen[len(seen)-1] != eff {
+			seen = append(seen, eff)
+		}
+		recovered = eff == 0
+	}
+	t.Logf("effective limit during recovery: %v (0 = no limit)", seen)
+	if !recovered {
+		t.Fatalf("effective limit never recovered: %v", seen)
+	}
+	for i := 1; i < len(seen)-1; i++ {
+		if seen[i] != seen[i-1]+1 {
+			t.Errorf("limit went %d -> %d: want +1 steps (additive increase)", seen[i-1], seen[i])
+		}
+	}
+	if got := fake.Stats().MaxInFlight[fn]; got > 2 {
+		t.Errorf("fake max in flight = %d, above its reserved concurrency 2 (it throttles the rest)", got)
+	}
+}
+
+// TestLambdaE2EResponseStreamThroughProxy: InvokeWithResponseStream chunks
+// reach the SDK's event-stream reader as the function sends them: the first
+// event arrives long before the function ends. With --lambda-max-inflight 1
+// the slot is held until the stream is over (the fake never runs two).
+func TestLambdaE2EResponseStreamThroughProxy(t *testing.T) {
+	const (
+		fn    = "stream"
+		delay = 1500 * time.Millisecond
+		n     = 3
+	)
+	payload := []byte(`{"part":"one"}{"part":"two"}`)
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{fn: {Stream: true, Delay: delay, Response: payload}},
+	}, "", "--lambda-max-inflight", "1")
+	c := lambdaE2EClient(p, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	type result struct {
+		firstEvent, end time.Duration
+		body            []byte
+		complete        bool
+		err             error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			r := &results[i]
+			out, err := c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String(fn), Payload: []byte(`{}`)})
+			if err != nil {
+				r.err = err
+				return
+			}
+			stream := out.GetStream()
+			defer stream.Close()
+			for ev := range stream.Events() {
+				switch v := ev.(type) {
+				case *types.InvokeWithResponseStreamResponseEventMemberPayloadChunk:
+					if r.firstEvent == 0 {
+						r.firstEvent = time.Since(start)
+					}
+					r.body = append(r.body, v.Value.Payload...)
+				case *types.InvokeWithResponseStreamResponseEventMemberInvokeComplete:
+					r.complete = true
+					if code := aws.ToString(v.Value.ErrorCode); code != "" {
+						r.err = fmt.Errorf("InvokeComplete ErrorCode %q", code)
+					}
+				}
+			}
+			r.end = time.Since(start)
+			if err := stream.Err(); err != nil && r.err == nil {
+				r.err = fmt.Errorf("event stream: %w", err)
+			}
+		})
+	}
+	// While the streams run, one slot is held and the rest queue.
+	mid, ok := lambdaE2EPollStatus(t, p, 5*time.Second, func(s lambdaE2EStatus) bool { return s.Inflight == 1 && s.Queued == n-1 })
+	if !ok {
+		t.Errorf("/status during the streams: %+v, want 1 in flight and %d queued", mid, n-1)
+	}
+	wg.Wait()
+
+	firstOverall := time.Duration(1<<63 - 1)
+	for i, r := range results {
+		if r.err != nil {
+			t.Errorf("stream %d: %v", i, r.err)
+			continue
+		}
+		t.Logf("stream %d: first event at %v, end at %v", i, r.firstEvent.Round(time.Millisecond), r.end.Round(time.Millisecond))
+		if string(r.body) != string(payload) {
+			t.Errorf("stream %d: payload %q, want %q", i, r.body, payload)
+		}
+		if !r.complete {
+			t.Errorf("stream %d: no InvokeComplete event", i)
+		}
+		// The first chunk came a whole function delay before the end.
+		if gap := r.end - r.firstEvent; gap < delay*8/10 {
+			t.Errorf("stream %d: first event only %v before the end; want about %v (streamed, not buffered)", i, gap, delay)
+		}
+		firstOverall = min(firstOverall, r.firstEvent)
+	}
+	if firstOverall > delay/2 {
+		t.Errorf("first event of the first stream after %v; the function sends it at once", firstOverall)
+	}
+	if got := fake.Stats().MaxInFlight[fn]; got != 1 {
+		t.Errorf("fake max in flight = %d, want 1: the slot must be held until the stream ends", got)
+	}
+	if took := time.Since(start); took < n*delay {
+		t.Errorf("%d streams of %v each ended in %v with one slot", n, delay, took)
+	}
+}
+
+// TestLambdaE2EFairness: function "flood" sends 100 invokes at once and
+// function "trickle" one every 200 ms, sharing a single slot
+// (--lambda-max-inflight 1). The trickle's invokes are admitted in turn
+// (round-robin across functions), not behind the whole flood.
+func TestLambdaE2EFairness(t *testing.T) {
+	const (
+		flood   = "flood"
+		trickle = "trickle"
+		nFlood  = 100
+		nTrick  = 5
+		delay   = 50 * time.Millisecond
+	)
+	_, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{flood: {Delay: delay}, trickle: {Delay: delay}},
+	}, "", "--lambda-max-inflight", "1")
+	floodClient := lambdaE2EClient(p, nFlood)
+	trickleClient := lambdaE2EClient(p, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// One connection for the trickle, set up before the flood.
+	if _, err := lambdaE2EInvoke(ctx, trickleClient, trickle); err != nil {
+		t.Fatalf("warm-up invoke: %v", err)
+	}
+
+	type floodResult struct {
+		errs []error
+		took time.Duration
+	}
+	floodDone := make(chan floodResult, 1)
+	go func() {
+		errs, took := lambdaE2EBurst(ctx, floodClient, flood, nFlood)
+		floodDone <- floodResult{errs, took}
+	}()
+	lambdaE2EWaitStatus(t, p, 20*time.Second, "the flood queued", func(s lambdaE2EStatus) bool { return s.Functions[flood].Queued >= nFlood/2 })
+
+	var worst time.Duration
+	var waits []time.Duration
+	for i := range nTrick {
+		took, err := lambdaE2EInvoke(ctx, trickleClient, trickle)
+		if err != nil {
+			t.Fatalf("trickle invoke %d: %v", i, err)
+		}
+		waits = append(waits, took.Round(time.Millisecond))
+		worst = max(worst, took)
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, err := lambdaE2EGetStatus(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stillQueued := st.Functions[flood].Queued
+
+	fr := <-floodDone
+	for i, err := range fr.errs {
+		if err != nil {
+			t.Fatalf("flood invoke %d: %v", i, err)
+		}
+	}
+	t.Logf("flood: %d invokes in %v; trickle latencies %v (worst %v); flood still queued after the trickle: %d",
+		nFlood, fr.took.Round(time.Millisecond), waits, worst.Round(time.Millisecond), stillQueued)
+	if stillQueued == 0 {
+		t.Error("the flood had drained before the trickle ended: the test proves nothing")
+	}
+	if fr.took < nFlood*delay {
+		t.Errorf("flood took %v with one slot, less than %v", fr.took, nFlood*delay)
+	}
+	// Round-robin: a trickle invoke waits for at most the flood invoke in
+	// flight, then runs: a few delays, not the flood's seconds.
+	if bound := min(time.Second, fr.took/5); worst > bound {
+		t.Errorf("worst trickle invoke took %v, want under %v (flood total %v)", worst, bound, fr.took)
+	}
+}
