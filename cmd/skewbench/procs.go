@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// tailBuffer keeps the last max bytes written to it (a child's output).
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// child is a peer process skewbench started (skewproxy, tinyproxy,
+// mitmdump, MinIO), in its own process group, its output kept in a tail.
+type child struct {
+	Name string
+	cmd  *exec.Cmd
+	out  *tailBuffer
+	done chan struct{}
+	err  error
+}
+
+// startChild starts cmd; its stdout and stderr go to the child's tail
+// unless the caller already set cmd.Stderr (it must then also feed the
+// tail itself).
+func startChild(name string, cmd *exec.Cmd) (*child, error) {
+	c := &child{Name: name, cmd: cmd, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	if cmd.Stdout == nil {
+		cmd.Stdout = c.out
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = c.out
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// Pid is the process id.
+func (c *child) Pid() int { return c.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (c *child) Exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Tail is the end of what the process printed.
+func (c *child) Tail() string { return c.out.String() }
+
+// Stop sends SIGTERM to the process group, then SIGKILL after 10 s.
+func (c *child) Stop() {
+	if c == nil || c.Exited() {
+		return
+	}
+	_ = syscall.Kill(-c.Pid(), syscall.SIGTERM)
+	select {
+	case <-c.done:
+		return
+	case <-time.After(10 * time.Second):
+	}
+	_ = syscall.Kill(-c.Pid(), syscall.SIGKILL)
+	<-c.done
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitTCP waits until addr accepts connections, c exits, or timeout.
+func waitTCP(c *child, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if c.Exited() {
+			return fmt.Errorf("%s exited at start: %v\n%s", c.Name, c.err, c.Tail())
+		}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening on %s after %v\n%s", c.Name, addr, timeout, c.Tail())
+}
+
+// procStatusKiB reads a "Vm..." field of /proc/PID/status, in KiB.
+func procStatusKiB(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read status of %d: %w", pid, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, field+":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			break
+		}
+		return strconv.ParseInt(f[0], 10, 64)
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// skewproxyProc is a running `skewproxy serve`.
+type skewproxyProc struct {
+	*child
+	ProxyURL *url.URL
+	Admin    string // http://127.0.0.1:PORT
+	CAFile   string
+	CAPool   *x509.CertPool
+}
+
+// startSkewproxy runs `bin serve` on free loopback ports with a state dir
+// under dir, creds as its AWS credentials and the extra flags, and waits for
+// its "skewproxy serving" log line. Time comes from an unreachable NTP
+// source: the proxy signs with the host clock, which is all a benchmark
+// needs.
+func startSkewproxy(bin, dir string, creds aws.Credentials, extra ...string) (*skewproxyProc, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("skewproxy dir: %w", err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	args := append([]string{"serve",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--state-dir", filepath.Join(dir, "state"), "--ca-export", caFile,
+		"--time-source", "ntp://127.0.0.1:1",
+		"--log-format", "json", "--log-level", "info"}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
+		"AWS_CONFIG_FILE=" + filepath.Join(dir, "no-aws-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "no-aws-credentials"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
+		"OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none",
+	}
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	c, err := startChild("skewproxy", cmd)
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = c.out.Write(append(line, '\n'))
+			if sent || !bytes.Contains(line, []byte("skewproxy serving")) {
+				continue
+			}
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "skewproxy serving" {
+				ready <- rec
+				sent = true
+			}
+		}
+		_, _ = io.Copy(c.out, pr)
+	}()
+	go func() {
+		<-c.done
+		pw.Close()
+	}()
+	var rec map[string]any
+	select {
+	case rec = <-ready:
+	case <-c.done:
+		return nil, fmt.Errorf("skewproxy exited at start (%v):\n%s", c.err, c.Tail())
+	case <-time.After(60 * time.Second):
+		c.Stop()
+		return nil, fmt.Errorf("skewproxy did not start within 60s:\n%s", c.Tail())
+	}
+	p := &skewproxyProc{child: c, CAFile: caFile,
+		ProxyURL: &url.URL{Scheme: "http", Host: fmt.Sprint(rec["listen"])},
+		Admin:    "http://" + fmt.Sprint(rec["admin"])}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("skewproxy CA: %w", err)
+	}
+	p.CAPool = x509.NewCertPool()
+	if !p.CAPool.AppendCertsFromPEM(pem) {
+		c.Stop()
+		return nil, errors.New("skewproxy CA file holds no certificate")
+	}
+	return p, nil
+}
+
+// cpuProfile fetches a CPU profile of secs seconds from the proxy's admin
+// /debug/pprof/profile (serve --pprof) into path.
+func (p *skewproxyProc) cpuProfile(ctx context.Context, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.Admin, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: time.Duration(secs+30) * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("pprof profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof profile: %s (is serve --pprof on?)", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("pprof profile: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("pprof profile: %w", err)
+	}
+	return f.Close()
+}
+
+// endpointProc is `skewbench endpoint` running as a child process.
+type endpointProc struct {
+	*child
+	Addr   string // 127.0.0.1:PORT
+	CAFile string
+	Pool   *x509.CertPool
+}
+
+// startEndpointProc re-executes this program as `skewbench endpoint` with
+// the CA file in dir, and reads its address from its first stdout line.
+func startEndpointProc(dir string) (*endpointProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("endpoint: %w", err)
+	}
+	cmd := exec.Command(self, "endpoint", "--dir", dir, "--proxy-akid", proxyCreds.AccessKeyID)
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	c, err := startChild("endpoint", cmd)
+	if err != nil {
+		return nil, err
+	}
+	first := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(pr)
+		line, _ := br.ReadString('\n')
+		first <- line
+		_, _ = io.Copy(c.out, br)
+	}()
+	go func() {
+		<-c.done
+		pw.Close()
+	}()
+	var info struct{ Addr, CA string }
+	select {
+	case line := <-first:
+		if err := json.Unmarshal([]byte(line), &info); err != nil || info.Addr == "" {
+			c.Stop()
+			return nil, fmt.Errorf("endpoint: first line %q: %v\n%s", line, err, c.Tail())
+		}
+	case <-time.After(30 * time.Second):
+		c.Stop()
+		return nil, fmt.Errorf("endpoint did not start within 30s:\n%s", c.Tail())
+	}
+	pem, err := os.ReadFile(info.CA)
+	if err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("endpoint CA: %w", err)
+	}
+	e := &endpointProc{child: c, Addr: info.Addr, CAFile: info.CA, Pool: x509.NewCertPool()}
+	if !e.Pool.AppendCertsFromPEM(pem) {
+		c.Stop()
+		return nil, errors.New("endpoint CA file holds no certificate")
+	}
+	return e, nil
+}
+
+// Counts asks the endpoint how many requests it saw signed with the
+// proxy's key, and how many otherwise.
+func (e *endpointProc) Counts(ctx context.Context) (endpointCounts, error) {
+	var ec endpointCounts
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+e.Addr+countsPath, nil)
+	if err != nil {
+		return ec, err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.Pool, ServerName: lambdaHost}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return ec, fmt.Errorf("endpoint counts: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&ec); err != nil {
+		return ec, fmt.Errorf("endpoint counts: %w", err)
+	}
+	return ec, nil
+}

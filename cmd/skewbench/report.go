@@ -1,0 +1,219 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// goBench is one Go benchmark's figures (the median run when -count > 1).
+type goBench struct {
+	NsOp     float64
+	BytesOp  float64
+	AllocsOp float64
+}
+
+// parseGoBench reads `go test -bench -benchmem` output: name (without the
+// -GOMAXPROCS suffix) to figures.
+func parseGoBench(out string) map[string]goBench {
+	runs := map[string][]goBench{}
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := f[0]
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i]
+			}
+		}
+		var b goBench
+		ok := false
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case "ns/op":
+				b.NsOp, ok = v, true
+			case "B/op":
+				b.BytesOp = v
+			case "allocs/op":
+				b.AllocsOp = v
+			}
+		}
+		if ok {
+			runs[name] = append(runs[name], b)
+		}
+	}
+	out2 := map[string]goBench{}
+	for name, rs := range runs {
+		slices.SortFunc(rs, func(a, b goBench) int {
+			switch {
+			case a.NsOp < b.NsOp:
+				return -1
+			case a.NsOp > b.NsOp:
+				return 1
+			}
+			return 0
+		})
+		out2[name] = rs[len(rs)/2]
+	}
+	return out2
+}
+
+// results is everything one run measured.
+type results struct {
+	GoBench          map[string]goBench
+	Clients          []int
+	Load             map[string]map[int]loadResult // target -> clients -> figures
+	ProxySigned      int64                         // requests the endpoint saw signed with the proxy's key during skewproxy runs
+	ProxyNotResigned int64                         // ... and with any other signature (must be 0)
+	Profile          string
+	Handshake        *handshakeResult
+	UploadBytes      int64
+	Uploads          []uploadResult
+	Idle             *idleResult
+	Notes            []string
+}
+
+// fmtDur prints a latency compactly: µs below a millisecond, else ms.
+func fmtDur(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func fmtSignedDur(d time.Duration) string {
+	if d < 0 {
+		return "−" + fmtDur(-d)
+	}
+	return "+" + fmtDur(d)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "**not met**"
+}
+
+func fmtLoad(r loadResult) string {
+	return fmt.Sprintf("%.0f req/s, p50 %s, p99 %s", r.RPS, fmtDur(r.P50), fmtDur(r.P99))
+}
+
+func fmtTiming(t timing) string {
+	return fmt.Sprintf("p50 %s, p90 %s", fmtDur(t.P50), fmtDur(t.P90))
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// render is the one markdown table, with notes under it.
+func (r *results) render() string {
+	var b strings.Builder
+	row := func(cells ...string) { b.WriteString("| " + strings.Join(cells, " | ") + " |\n") }
+	b.WriteString("## skewproxy benchmark (" + time.Now().UTC().Format(time.RFC3339) + ")\n\n")
+	row("measurement", "skewproxy", "baseline (same run)", "ratio", "goal", "verdict")
+	row("---", "---", "---", "---", "---", "---")
+
+	for _, s := range []struct{ label, ours, sdk string }{
+		{"re-sign Lambda Invoke (1 KiB body hashed)", "BenchmarkResignLambdaInvoke", "BenchmarkSDKSignLambdaInvoke"},
+		{"re-sign S3 GetObject", "BenchmarkResignS3GetObject", "BenchmarkSDKSignS3GetObject"},
+	} {
+		o, ok1 := r.GoBench[s.ours]
+		k, ok2 := r.GoBench[s.sdk]
+		if !ok1 {
+			continue
+		}
+		base, rat := "–", "–"
+		if ok2 {
+			base = fmt.Sprintf("SDK signs from scratch: %.2f µs, %.0f allocs", k.NsOp/1e3, k.AllocsOp)
+			rat = fmt.Sprintf("%s time, %s allocs", ratio(o.NsOp, k.NsOp), ratio(o.AllocsOp, k.AllocsOp))
+		}
+		row(s.label, fmt.Sprintf("%.2f µs, %.0f allocs, %.0f B", o.NsOp/1e3, o.AllocsOp, o.BytesOp), base, rat,
+			"≤ 3 µs, ≤ 15 allocs", verdict(o.NsOp <= 3000 && o.AllocsOp <= 15))
+	}
+	if l, ok := r.GoBench["BenchmarkLeafIssue"]; ok {
+		row("leaf certificate issue (in process)", fmt.Sprintf("%.0f µs, %.0f allocs", l.NsOp/1e3, l.AllocsOp), "–", "–", "–", "–")
+	}
+
+	maxC := slicesMax(r.Clients)
+	for _, n := range r.Clients {
+		sp, ok := r.Load["skewproxy"][n]
+		if !ok {
+			continue
+		}
+		for _, base := range []string{"direct", "tinyproxy", "mitmdump"} {
+			br, ok := r.Load[base][n]
+			if !ok {
+				continue
+			}
+			label := fmt.Sprintf("keep-alive Invoke, %d clients, vs %s", n, base)
+			rat := fmt.Sprintf("%s req/s; p99 %s", ratio(sp.RPS, br.RPS), fmtSignedDur(sp.P99-br.P99))
+			goal, v := "–", "–"
+			switch {
+			case base == "direct" && n == maxC:
+				goal, v = "added p99 ≤ 1 ms", verdict(sp.P99-br.P99 <= time.Millisecond)
+			case base == "mitmdump" && n == maxC:
+				goal, v = "≥ 10x mitmdump req/s", verdict(sp.RPS >= 10*br.RPS)
+			}
+			row(label, fmtLoad(sp), base+": "+fmtLoad(br), rat, goal, v)
+		}
+	}
+
+	if h := r.Handshake; h != nil {
+		row("first request to a new host (CONNECT, leaf issue, handshake, upstream dial, Invoke)", fmtTiming(h.ProxyNewHost),
+			"direct, new connection: "+fmtTiming(h.DirectNewConn), fmt.Sprintf("%s; p50 %s", ratio(float64(h.ProxyNewHost.P50), float64(h.DirectNewConn.P50)), fmtSignedDur(h.ProxyNewHost.P50-h.DirectNewConn.P50)), "–", "–")
+		row("full TLS handshake, leaf cached (fresh tls.Config)", fmtTiming(h.ProxyFull),
+			"direct: "+fmtTiming(h.DirectFull), ratio(float64(h.ProxyFull.P50), float64(h.DirectFull.P50)), "–", "–")
+		row("resumed TLS handshake (ClientSessionCache)", fmt.Sprintf("%s, %.0f%% resumed", fmtTiming(h.ProxyResumed), 100*h.ProxyResumedOK),
+			fmt.Sprintf("direct: %s, %.0f%% resumed", fmtTiming(h.DirectResumed), 100*h.DirectResOK),
+			fmt.Sprintf("%s; vs full through skewproxy %s", ratio(float64(h.ProxyResumed.P50), float64(h.DirectResumed.P50)), ratio(float64(h.ProxyResumed.P50), float64(h.ProxyFull.P50))), "–", "–")
+	}
+
+	for _, u := range r.Uploads {
+		label := fmt.Sprintf("%s upload %s (%s)", fmtBytes(r.UploadBytes), u.Mode, u.Client)
+		ok := u.ProxyMiBs >= 0.7*u.DirectMiBs && u.PeakRSSKiB <= 64<<10
+		row(label, fmt.Sprintf("%.0f MiB/s, proxy peak RSS %.1f MiB", u.ProxyMiBs, float64(u.PeakRSSKiB)/1024),
+			fmt.Sprintf("direct to MinIO: %.0f MiB/s", u.DirectMiBs), fmt.Sprintf("%.0f%% of direct", 100*u.ProxyMiBs/u.DirectMiBs),
+			"≥ 70 %, ≤ 64 MiB", verdict(ok))
+	}
+
+	if i := r.Idle; i != nil {
+		row(fmt.Sprintf("%d idle intercepted connections (CONNECT + TLS, then silent)", i.Conns),
+			fmt.Sprintf("%.1f KiB per connection", i.PerConnKiB),
+			fmt.Sprintf("proxy RSS %.1f MiB before, %.1f MiB after", float64(i.BeforeKiB)/1024, float64(i.AfterKiB)/1024), "–", "–", "–")
+	}
+
+	b.WriteString("\n")
+	if r.ProxySigned > 0 || r.ProxyNotResigned > 0 {
+		fmt.Fprintf(&b, "- The endpoint saw %d requests re-signed with the proxy's key during the skewproxy runs and %d that were not.\n", r.ProxySigned, r.ProxyNotResigned)
+	}
+	if r.Profile != "" {
+		fmt.Fprintf(&b, "- CPU profile of skewproxy during the %d-client run: %s (`go tool pprof -top %s`).\n", maxC, r.Profile, r.Profile)
+	}
+	for _, n := range r.Notes {
+		b.WriteString("- " + n + "\n")
+	}
+	return b.String()
+}
+
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d B", n)
+}

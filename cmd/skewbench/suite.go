@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// suiteConfig is `skewbench run`'s flags.
+type suiteConfig struct {
+	Skewproxy   string
+	GoBench     string
+	Out         string
+	ProfileDir  string
+	Warmup      time.Duration
+	Duration    time.Duration
+	Clients     []int
+	Handshakes  int
+	UploadBytes int64
+	IdleConns   int
+	Skip        map[string]bool
+}
+
+// proxyCreds are the "real" keys the proxy under test holds for the
+// Lambda-like endpoint (which only checks that they were used).
+var proxyCreds = aws.Credentials{AccessKeyID: "AKIDSKEWBENCHPROXY", SecretAccessKey: "skewbench-proxy-secret"}
+
+func parseSuiteFlags(args []string) (suiteConfig, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	c := suiteConfig{Skip: map[string]bool{}}
+	fs.StringVar(&c.Skewproxy, "skewproxy", "bin/skewproxy", "the built skewproxy binary")
+	fs.StringVar(&c.GoBench, "gobench", "", "output of `go test -bench -benchmem` for the signer and leaf rows")
+	fs.StringVar(&c.Out, "out", filepath.Join(os.TempDir(), "skewbench-results.md"), "also write the table here")
+	fs.StringVar(&c.ProfileDir, "profile-dir", "", "take a CPU profile of skewproxy (serve --pprof) during the largest keep-alive run into this dir")
+	fs.DurationVar(&c.Warmup, "warmup", 500*time.Millisecond, "unrecorded warm-up before each load run")
+	fs.DurationVar(&c.Duration, "duration", 3*time.Second, "recorded duration of each load run")
+	clients := fs.String("clients", "1,16,64", "concurrent keep-alive clients per load run")
+	fs.IntVar(&c.Handshakes, "handshakes", 40, "handshakes timed per handshake row")
+	size := fs.String("upload-size", "1GiB", "bytes per upload (B, KiB, MiB, GiB suffixes)")
+	fs.IntVar(&c.IdleConns, "idle-conns", 10000, "idle intercepted connections to hold open")
+	skip := fs.String("skip", "", "comma-separated parts to skip: load, handshake, upload, idle")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	for _, s := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("--clients %q: want positive numbers", *clients)
+		}
+		c.Clients = append(c.Clients, n)
+	}
+	var err error
+	if c.UploadBytes, err = parseSize(*size); err != nil {
+		return c, fmt.Errorf("--upload-size: %w", err)
+	}
+	for _, s := range strings.Split(*skip, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.Skip[s] = true
+		}
+	}
+	return c, nil
+}
+
+// parseSize parses "1GiB", "64MiB", "512KiB", "100B" or a plain number.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q: want a positive number with an optional B/KiB/MiB/GiB suffix", s)
+	}
+	return n * mult, nil
+}
+
+// runSuite is `skewbench run`: every measurement, then the table.
+func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseSuiteFlags(args)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.Skewproxy); err != nil {
+		return fmt.Errorf("--skewproxy: %w (build it with `make build`)", err)
+	}
+	dir, err := os.MkdirTemp("", "skewbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "skewbench: "+format+"\n", a...)
+	}
+
+	res := &results{Clients: cfg.Clients, UploadBytes: cfg.UploadBytes}
+	if cfg.GoBench != "" {
+		b, err := os.ReadFile(cfg.GoBench)
+		if err != nil {
+			return fmt.Errorf("--gobench: %w", err)
+		}
+		res.GoBench = parseGoBench(string(b))
+	}
+
+	ep, err := startEndpointProc(dir)
+	if err != nil {
+		return err
+	}
+	defer ep.Stop()
+	logf("endpoint https://%s", ep.Addr)
+
+	if !cfg.Skip["load"] || !cfg.Skip["handshake"] {
+		if err := runProxyParts(ctx, cfg, dir, ep, res, logf); err != nil {
+			return err
+		}
+	}
+	if !cfg.Skip["upload"] {
+		if err := runUploads(ctx, cfg, dir, res, logf); err != nil {
+			res.Notes = append(res.Notes, "uploads failed: "+err.Error())
+			logf("uploads failed: %v", err)
+		}
+	}
+	if !cfg.Skip["idle"] {
+		if err := runIdle(ctx, cfg, dir, ep, res, logf); err != nil {
+			res.Notes = append(res.Notes, "idle connections failed: "+err.Error())
+			logf("idle connections failed: %v", err)
+		}
+	}
+
+	table := res.render()
+	fmt.Fprint(stdout, table)
+	if cfg.Out != "" {
+		if err := os.WriteFile(cfg.Out, []byte(table), 0o644); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		fmt.Fprintf(stdout, "\ntable written to %s\n", cfg.Out)
+	}
+	return nil
+}
+
+// runProxyParts measures keep-alive load (direct, tinyproxy, skewproxy,
+// mitmdump) and handshakes through one skewproxy.
+func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpointProc, res *results, logf func(string, ...any)) error {
+	_, epPort, _ := strings.Cut(ep.Addr, ":")
+	port, _ := strconv.Atoi(epPort)
+	sp, err := startSkewproxy(cfg.Skewproxy, filepath.Join(dir, "skewproxy-load"), proxyCreds,
+		"--resolve", lambdaHost+":443=https://"+ep.Addr,
+		"--resolve", "*."+lambdaHost+":443=https://"+ep.Addr,
+		"--upstream-ca", ep.CAFile, "--pprof")
+	if err != nil {
+		return err
+	}
+	defer sp.Stop()
+	logf("skewproxy %s (pid %d)", sp.ProxyURL, sp.Pid())
+
+	if !cfg.Skip["load"] {
+		direct := "https://" + ep.Addr + invokePath
+		targets := []target{
+			{Name: "direct", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Roots: ep.Pool},
+		}
+		tiny, err := startTinyproxy(dir, port)
+		if err != nil {
+			res.Notes = append(res.Notes, "tinyproxy: "+err.Error())
+		} else {
+			defer tiny.Stop()
+			targets = append(targets, target{Name: "tinyproxy", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: tiny.URL, Roots: ep.Pool})
+		}
+		targets = append(targets, target{Name: "skewproxy", URL: "https://" + lambdaHost + invokePath, Proxy: sp.ProxyURL, Roots: sp.CAPool})
+		mitm, err := startMitmdump(dir)
+		if err != nil {
+			res.Notes = append(res.Notes, "mitmdump: "+err.Error())
+		} else {
+			defer mitm.Stop()
+			targets = append(targets, target{Name: "mitmdump", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: mitm.URL, Roots: mitm.CAPool})
+		}
+		res.Load = map[string]map[int]loadResult{}
+		maxClients := slicesMax(cfg.Clients)
+		for _, n := range cfg.Clients {
+			for _, t := range targets {
+				before, _ := ep.Counts(ctx)
+				profDone := make(chan error, 1)
+				profiling := t.Name == "skewproxy" && n == maxClients && cfg.ProfileDir != ""
+				if profiling {
+					go func() {
+						time.Sleep(cfg.Warmup)
+						profDone <- sp.cpuProfile(ctx, int(math.Ceil(cfg.Duration.Seconds())), filepath.Join(cfg.ProfileDir, "skewproxy-cpu.pprof"))
+					}()
+				}
+				r, err := runLoad(ctx, t, n, cfg.Warmup, cfg.Duration)
+				if profiling {
+					if perr := <-profDone; perr != nil {
+						res.Notes = append(res.Notes, "CPU profile: "+perr.Error())
+					} else {
+						res.Profile = filepath.Join(cfg.ProfileDir, "skewproxy-cpu.pprof")
+					}
+				}
+				if err != nil {
+					res.Notes = append(res.Notes, err.Error())
+					logf("%v", err)
+					continue
+				}
+				if t.Name == "skewproxy" {
+					if after, err := ep.Counts(ctx); err == nil {
+						res.ProxySigned += after.ProxySigned - before.ProxySigned
+						res.ProxyNotResigned += after.Other - before.Other
+					}
+				}
+				if res.Load[t.Name] == nil {
+					res.Load[t.Name] = map[int]loadResult{}
+				}
+				res.Load[t.Name][n] = r
+				logf("%-9s c=%-3d %8.0f req/s  p50 %v  p99 %v  errors %d", t.Name, n, r.RPS, r.P50, r.P99, r.Errors)
+				if r.Errors > 0 {
+					res.Notes = append(res.Notes, fmt.Sprintf("%s c=%d: %d errors, first: %s", t.Name, n, r.Errors, r.FirstErr))
+				}
+			}
+		}
+	}
+	if !cfg.Skip["handshake"] {
+		h, err := measureHandshakes(ctx, sp, ep, cfg.Handshakes)
+		if err != nil {
+			res.Notes = append(res.Notes, "handshakes: "+err.Error())
+			logf("handshakes: %v", err)
+		} else {
+			res.Handshake = h
+		}
+	}
+	return nil
+}
+
+func slicesMax(v []int) int {
+	m := 0
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
