@@ -768,3 +768,73 @@ func TestTimeE2EAWSCLINoNTPRetriesAgainstMinIO(t *testing.T) {
 		t.Errorf("%d request log records, %d retried; want >= 4 with only the first retried", len(recs), n)
 	}
 }
+
+// TestTimeE2ENoRetryForStreamedBody: a skew failure is retried only when
+// the body can be sent again. With no NTP and the host 20 minutes behind,
+// the proxy's first request is a 2 MiB PutObject, which it streams (over
+// its 1 MiB replay buffer): MinIO's RequestTimeTooSkewed reaches the client
+// after exactly one attempt, yet the clock learns from it and the same
+// upload then succeeds without a retry.
+func TestTimeE2ENoRetryForStreamedBody(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/aws"); err != nil {
+		t.Skip("AWS CLI v2 not at /usr/bin/aws")
+	}
+	if _, err := exec.LookPath("faketime"); err != nil {
+		t.Skip("faketime not installed")
+	}
+	minio := proxytest.StartMinIO(t)
+	direct := []string{
+		"AWS_ACCESS_KEY_ID=" + minio.Credentials.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + minio.Credentials.SecretAccessKey,
+	}
+	// The bucket is made straight at MinIO, so the proxy's first request is the upload.
+	if out, errOut, err := timeE2EAWSCLI(t, "", direct, "--endpoint-url", minio.Endpoint(), "s3api", "create-bucket", "--bucket", "streamed"); err != nil {
+		t.Fatalf("create bucket at MinIO: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	p := startProxy(t, proxyOptions{
+		Args: []string{
+			"--resolve", "s3.us-east-1.amazonaws.com:443=" + minio.Endpoint(),
+			"--resolve", "*.s3.us-east-1.amazonaws.com:443=" + minio.Endpoint(),
+			"--time-source", timeE2ENoNTP,
+			"--clock-offset", "-20m",
+		},
+		Env: proxyCredsEnv(minio.Credentials),
+	})
+	viaProxy := []string{
+		"HTTPS_PROXY=" + p.ProxyURL.String(),
+		"AWS_CA_BUNDLE=" + p.CAFile,
+		"AWS_ACCESS_KEY_ID=AKIDPLACEHOLDER",
+		"AWS_SECRET_ACCESS_KEY=placeholder-secret",
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 2<<20/16)
+	local := filepath.Join(t.TempDir(), "two-mib.bin")
+	if err := os.WriteFile(local, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upload := []string{"s3api", "put-object", "--bucket", "streamed", "--key", "two-mib.bin", "--body", local}
+
+	_, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, upload...)
+	t.Logf("first upload: err %v, stderr %s", err, strings.TrimSpace(errOut))
+	if err == nil || !strings.Contains(errOut, "RequestTimeTooSkewed") {
+		t.Errorf("first upload: err %v, stderr %q; want RequestTimeTooSkewed passed through (no retry of a streamed body)", err, errOut)
+	}
+	recs := timeE2ERequestLogs(t, p, 1)
+	if len(recs) != 1 || recs[0]["retried"] == true || recs[0]["failure"] != "request_time_too_skewed" {
+		t.Errorf("request log records %v, want one, not retried, failure request_time_too_skewed", recs)
+	}
+	if s := timeE2EStatus(t, p, 3); !s.Clock.Synced || s.err() > time.Second {
+		t.Errorf("after the refusal: clock synced=%v, %v off the true time; want synced within 1s", s.Clock.Synced, s.err())
+	}
+
+	if out, errOut, err := timeE2EAWSCLI(t, "-20m", viaProxy, upload...); err != nil {
+		t.Fatalf("second upload: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	recs = timeE2ERequestLogs(t, p, 2)
+	if len(recs) != 2 || timeE2ERetried(recs) != 0 {
+		t.Errorf("request log records %v, want two, none retried", recs)
+	}
+	got, errOut, err := timeE2EAWSCLI(t, "", direct, "--endpoint-url", minio.Endpoint(), "s3", "cp", "s3://streamed/two-mib.bin", "-")
+	if err != nil || !bytes.Equal([]byte(got), data) {
+		t.Errorf("read back from MinIO: err %v, %d bytes (want %d)\nstderr: %s", err, len(got), len(data), errOut)
+	}
+}
