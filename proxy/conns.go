@@ -1,10 +1,9 @@
 package proxy
 
 import (
-	"context"
+	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +29,12 @@ func (s *connSet) remove(c *trackedConn) {
 	s.mu.Unlock()
 }
 
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 func (s *connSet) closeAll() {
 	s.mu.Lock()
 	all := make([]*trackedConn, 0, len(s.conns))
@@ -42,56 +47,37 @@ func (s *connSet) closeAll() {
 	}
 }
 
-// trackingListener registers each accepted connection in a connSet.
+// trackingListener registers each accepted connection in a connSet. With
+// max > 0, a connection that would exceed max open ones is handed to refuse
+// instead and Accept goes on to the next.
 type trackingListener struct {
 	net.Listener
-	set *connSet
+	set    *connSet
+	max    int
+	refuse func(net.Conn)
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.max > 0 && l.set.len() >= l.max {
+			l.refuse(c)
+			continue
+		}
+		tc := &trackedConn{Conn: c, set: l.set}
+		l.set.add(tc)
+		return tc, nil
 	}
-	tc := &trackedConn{Conn: c, set: l.set}
-	l.set.add(tc)
-	return tc, nil
 }
 
-// trackedConn removes itself from its set when closed. Once a tunnel is
-// intercepted, every Read and Write gets a fresh deadline of idle: a client
-// that stalls mid-handshake or keeps an idle keep-alive connection open
-// longer than that is dropped (goproxy's loop for intercepted tunnels has no
-// timeouts of its own).
+// trackedConn removes itself from its set when closed.
 type trackedConn struct {
 	net.Conn
 	set       *connSet
-	idle      atomic.Int64 // nanoseconds; 0 = no deadline
-	pending   atomic.Int64 // idle timeout to apply from the next Write on
 	closeOnce sync.Once
-}
-
-// setIdleTimeout arms the per-operation deadlines. They take effect from
-// the next Write (goproxy's "200 OK" after the hijack): before the hijack,
-// net/http aborts its background read with a past deadline that a fresh
-// deadline here would undo.
-func (c *trackedConn) setIdleTimeout(d time.Duration) { c.pending.Store(int64(d)) }
-
-func (c *trackedConn) Read(p []byte) (int, error) {
-	if d := time.Duration(c.idle.Load()); d > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(d))
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *trackedConn) Write(p []byte) (int, error) {
-	if d := c.pending.Swap(0); d > 0 {
-		c.idle.Store(d)
-	}
-	if d := time.Duration(c.idle.Load()); d > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(d))
-	}
-	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Close() error {
@@ -119,10 +105,39 @@ func (c *trackedConn) CloseRead() error {
 	return c.Close()
 }
 
-type connKey struct{}
+// tooManyConns is the answer to a connection beyond MaxClientConns.
+const tooManyConns = "HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"X-Skewproxy-Error: TooManyConnections\r\n" +
+	"Retry-After: 1\r\n" +
+	"Connection: close\r\n" +
+	"Content-Length: 57\r\n\r\n" +
+	"skewproxy: too many client connections, try again later\r\n"
 
-// connFromContext returns the tracked connection a request arrived on.
-func connFromContext(ctx context.Context) *trackedConn {
-	c, _ := ctx.Value(connKey{}).(*trackedConn)
-	return c
+// refuseConn answers 503 to a connection beyond MaxClientConns and closes
+// it, in a goroutine bounded in number and time; past maxRefusing such
+// goroutines the connection is closed at once.
+func (rt *runtime) refuseConn(c net.Conn) {
+	if rt.refusing.Add(1) > maxRefusing {
+		rt.refusing.Add(-1)
+		c.Close()
+		return
+	}
+	rt.refusals.Add(1)
+	go func() {
+		defer rt.refusals.Done()
+		defer rt.refusing.Add(-1)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := io.WriteString(c, tooManyConns); err != nil {
+			return
+		}
+		// Half-close and read what the client sent, so that closing does
+		// not reset the connection before the client reads the answer.
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}()
+	rt.log.Debug("client connection refused: too many open", "max_client_conns", rt.p.MaxClientConns)
 }

@@ -38,6 +38,13 @@ func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (*http.R
 	req = req.WithContext(ctx)
 	req.RequestURI = ""
 	req.Close = false // the client's Connection: close is hop-by-hop
+	if rt.draining.Load() {
+		// Serve stopped waiting for new requests: refuse before sending,
+		// so that no request is cut half-sent when the drain ends.
+		x.host = normalizeHost(req.Host)
+		return x.finishLocal(req, reply(req, "", http.StatusServiceUnavailable, "ProxyShuttingDown",
+			"skewproxy is shutting down; the request was not sent")), nil
+	}
 
 	tun, _ := gctx.UserData.(*tunnel)
 	if tun != nil {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -35,6 +34,9 @@ const (
 	DefaultDrainTimeout      = 30 * time.Second
 	DefaultMaxHeaderBytes    = 1 << 20
 	DefaultTunnelDialTimeout = 10 * time.Second
+	// maxRefusing bounds the goroutines answering 503 to connections
+	// beyond MaxClientConns; past it, excess connections are just closed.
+	maxRefusing = 64
 )
 
 // Proxy is skewproxy's forward proxy. CONNECT tunnels to intercepted hosts
@@ -89,16 +91,24 @@ type Proxy struct {
 	// RequireSync answers 503 instead of signing while Clock is not synced.
 	RequireSync bool
 
-	// ReadHeaderTimeout bounds reading a request's headers on the listener
-	// (default DefaultReadHeaderTimeout).
+	// ReadHeaderTimeout bounds reading a request's headers, on the
+	// listener and inside intercepted tunnels, and the client's TLS
+	// handshake in a tunnel (default DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes a client connection, plain or intercepted tunnel,
-	// that sends or accepts nothing for this long (default
-	// DefaultIdleTimeout). Blind tunnels have no idle limit.
+	// IdleTimeout closes a keep-alive client connection, plain or
+	// intercepted tunnel, that waits this long for its next request, and a
+	// tunnel client that stalls this long while sending a body or reading
+	// an answer (default DefaultIdleTimeout). Waiting for the upstream to
+	// answer is not idle. Blind tunnels have no idle limit.
 	IdleTimeout time.Duration
-	// MaxHeaderBytes limits request headers on the listener (default
+	// MaxHeaderBytes limits request headers on the listener and inside
+	// intercepted tunnels; larger requests get a 431 (default
 	// DefaultMaxHeaderBytes).
 	MaxHeaderBytes int
+	// MaxClientConns limits open client connections (tunnels included).
+	// A connection beyond it gets a 503 answer and is closed; the listener
+	// keeps accepting. 0 means no limit.
+	MaxClientConns int
 	// DrainTimeout bounds how long Serve waits for in-flight requests after
 	// its context is done (default DefaultDrainTimeout).
 	DrainTimeout time.Duration
@@ -120,6 +130,11 @@ type runtime struct {
 
 	active   atomic.Int64 // requests in the pipeline
 	draining atomic.Bool
+	tunnelMu sync.Mutex
+	stopped  bool           // no new tunnels (under tunnelMu)
+	tunnels  sync.WaitGroup // intercepted tunnels being served
+	refusals sync.WaitGroup // goroutines answering 503 to excess connections
+	refusing atomic.Int64
 	hardCtx  context.Context // cancelled when the drain gives up
 	hardStop context.CancelFunc
 }
@@ -163,6 +178,20 @@ func (p *Proxy) build() (*runtime, error) {
 	return rt, nil
 }
 
+func (rt *runtime) readHeaderTimeout() time.Duration {
+	if rt.p.ReadHeaderTimeout > 0 {
+		return rt.p.ReadHeaderTimeout
+	}
+	return DefaultReadHeaderTimeout
+}
+
+func (rt *runtime) maxHeaderBytes() int {
+	if rt.p.MaxHeaderBytes > 0 {
+		return rt.p.MaxHeaderBytes
+	}
+	return DefaultMaxHeaderBytes
+}
+
 func (rt *runtime) idleTimeout() time.Duration {
 	if rt.p.IdleTimeout > 0 {
 		return rt.p.IdleTimeout
@@ -191,25 +220,13 @@ func (rt *runtime) newHandler() http.Handler {
 		http.Error(w, "skewproxy is a forward proxy: send absolute-form or CONNECT requests (admin endpoints are on the admin listener)", http.StatusBadRequest)
 	})
 	pipeline := goproxy.RoundTripperFunc(rt.roundTrip)
+	// Intercepted CONNECTs never reach goproxy (serveIntercepted runs
+	// them); goproxy relays the other tunnels byte for byte.
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-		if !rt.intercept.Match(host) {
-			return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, host
+		if rt.intercept.Match(host) {
+			return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 		}
-		if c := connFromContext(ctx.Req.Context()); c != nil {
-			c.setIdleTimeout(rt.idleTimeout())
-		}
-		ctx.UserData = &tunnel{host: host}
-		ctx.RoundTripper = pipeline
-		return &goproxy.ConnectAction{
-			Action: goproxy.ConnectMitm,
-			TLSConfig: func(host string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
-				cfg, err := rt.p.CA.TLSConfigForHost(host)
-				if err != nil {
-					rt.log.Warn("no leaf certificate for intercepted host", "host", host, "err", err)
-				}
-				return cfg, err
-			},
-		}, host
+		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, host
 	})
 	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		ctx.RoundTripper = pipeline
@@ -217,6 +234,10 @@ func (rt *runtime) newHandler() http.Handler {
 	})
 	return rt.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
+			if host := r.URL.Host; host != "" && rt.intercept.Match(host) {
+				rt.serveIntercepted(w, r)
+				return
+			}
 			gp.ServeHTTP(w, r)
 			return
 		}
@@ -225,9 +246,6 @@ func (rt *runtime) newHandler() http.Handler {
 		gp.ServeHTTP(flushingWriter{w}, r)
 	}))
 }
-
-// tunnel is the goproxy UserData of an intercepted CONNECT.
-type tunnel struct{ host string }
 
 func refuseDial(context.Context, string, string) (net.Conn, error) {
 	return nil, errors.New("proxy: goproxy's own transport is disabled")
@@ -274,33 +292,23 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	readHeader := p.ReadHeaderTimeout
-	if readHeader <= 0 {
-		readHeader = DefaultReadHeaderTimeout
-	}
-	maxHeader := p.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = DefaultMaxHeaderBytes
-	}
 	srv := &http.Server{
 		Handler:           rt.handler,
-		ReadHeaderTimeout: readHeader,
+		ReadHeaderTimeout: rt.readHeaderTimeout(),
 		IdleTimeout:       rt.idleTimeout(),
-		MaxHeaderBytes:    maxHeader,
+		MaxHeaderBytes:    rt.maxHeaderBytes(),
 		ErrorLog:          slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if tc, ok := c.(*trackedConn); ok {
-				return context.WithValue(ctx, connKey{}, tc)
-			}
-			return ctx
-		},
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(&trackingListener{Listener: ln, set: rt.conns}) }()
+	go func() {
+		errc <- srv.Serve(&trackingListener{Listener: ln, set: rt.conns, max: p.MaxClientConns, refuse: rt.refuseConn})
+	}()
 	select {
 	case err := <-errc:
 		rt.hardStop()
 		rt.conns.closeAll()
+		rt.waitTunnels()
+		rt.refusals.Wait()
 		return fmt.Errorf("proxy: serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -328,10 +336,32 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	srv.Close()
 	rt.conns.closeAll()
 	<-errc
+	rt.waitTunnels()
+	rt.refusals.Wait()
 	if ci, ok := rt.transport.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
 	return nil
+}
+
+// startTunnel registers a tunnel goroutine; false once Serve is stopping.
+func (rt *runtime) startTunnel() bool {
+	rt.tunnelMu.Lock()
+	defer rt.tunnelMu.Unlock()
+	if rt.stopped {
+		return false
+	}
+	rt.tunnels.Add(1)
+	return true
+}
+
+// waitTunnels refuses new tunnels and waits for the running ones (their
+// connections are closed by then).
+func (rt *runtime) waitTunnels() {
+	rt.tunnelMu.Lock()
+	rt.stopped = true
+	rt.tunnelMu.Unlock()
+	rt.tunnels.Wait()
 }
 
 // waitIdle waits until no request is in the pipeline or ctx is done.

@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// tunnel describes an intercepted CONNECT tunnel to its requests.
+type tunnel struct {
+	host   string // the CONNECT target, host[:port]
+	scheme string // "https" once TLS is terminated, "http" for plain HTTP in the tunnel
+}
+
+// tlsRecordHandshake is the first byte of a TLS ClientHello.
+const tlsRecordHandshake = 0x16
+
+// serveIntercepted takes over an intercepted CONNECT: it answers 200,
+// terminates TLS with a leaf for the target and serves the requests inside
+// with a net/http server of the tunnel's own. That server applies the same
+// MaxHeaderBytes (431), ReadHeaderTimeout and IdleTimeout as the listener:
+// goproxy's own MITM loop reads requests inside a tunnel with no size or
+// time limit, so a client could grow one header line without bound.
+func (rt *runtime) serveIntercepted(w http.ResponseWriter, r *http.Request) {
+	host := r.URL.Host
+	if host == "" {
+		host = r.Host
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "skewproxy: cannot open a tunnel on this connection", http.StatusInternalServerError)
+		return
+	}
+	major, minor := r.ProtoMajor, r.ProtoMinor
+	if major == 0 {
+		major, minor = 1, 1
+	}
+	if _, err := fmt.Fprintf(conn, "HTTP/%d.%d 200 OK\r\n\r\n", major, minor); err != nil {
+		conn.Close()
+		return
+	}
+	// The client may have sent its ClientHello with the CONNECT: those
+	// bytes are in the hijacked reader.
+	var c net.Conn = conn
+	if brw != nil && brw.Reader.Buffered() > 0 {
+		c = &readBufferedConn{Conn: conn, r: brw.Reader}
+	}
+	if !rt.startTunnel() {
+		c.Close()
+		return
+	}
+	go func() {
+		defer rt.tunnels.Done()
+		rt.runTunnel(c, host)
+	}()
+}
+
+// runTunnel terminates TLS (when the client speaks it) and serves the
+// tunnel's requests until the client leaves or the proxy stops.
+func (rt *runtime) runTunnel(conn net.Conn, host string) {
+	defer conn.Close()
+	headerTimeout := rt.readHeaderTimeout()
+	conn.SetReadDeadline(time.Now().Add(headerTimeout))
+	br := bufio.NewReader(conn)
+	first, err := br.Peek(1)
+	if err != nil {
+		return
+	}
+	var c net.Conn = &readBufferedConn{Conn: conn, r: br}
+	tun := &tunnel{host: host, scheme: "http"}
+	if first[0] == tlsRecordHandshake {
+		cfg, err := rt.p.CA.TLSConfigForHost(host)
+		if err != nil {
+			rt.log.Warn("no leaf certificate for intercepted host", "host", host, "err", err)
+			return
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Server(c, cfg)
+		conn.SetDeadline(time.Now().Add(headerTimeout))
+		if err := tc.HandshakeContext(rt.hardCtx); err != nil {
+			rt.log.Debug("client TLS handshake in tunnel failed", "host", host, "err", redactText(err.Error()))
+			return
+		}
+		c, tun.scheme = tc, "https"
+	}
+	conn.SetDeadline(time.Time{})
+	srv := &http.Server{
+		Handler:           rt.tunnelHandler(tun),
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       rt.idleTimeout(),
+		MaxHeaderBytes:    rt.maxHeaderBytes(),
+		ErrorLog:          slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug),
+	}
+	ln := newOneConnListener(c)
+	srv.Serve(ln)
+	// Serve returns when the connection is done; wait for its goroutine.
+	ln.wait()
+}
+
+// tunnelHandler runs every request of one tunnel through the pipeline and
+// streams the answer back. Each body read from the client and each write to
+// it gets a fresh IdleTimeout deadline, so a client that stalls mid-body or
+// stops reading the answer is dropped; a long wait for the upstream (a
+// 15-minute Lambda invoke) is not a stall.
+func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
+	idle := rt.idleTimeout()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		defer rc.SetReadDeadline(time.Now().Add(idle)) // bounds net/http's discard of an unread body
+		if r.Host == "" {
+			r.Host = tun.host
+		}
+		r.URL.Scheme = tun.scheme
+		if r.URL.Host == "" {
+			r.URL.Host = r.Host
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: idle}
+		}
+		resp, _ := rt.roundTrip(r, &goproxy.ProxyCtx{Req: r, UserData: tun})
+		writeResponse(w, rc, resp, idle)
+	})
+}
+
+// writeResponse copies resp to w, flushing as the body arrives. An upstream
+// body that fails part way aborts the connection, so the client sees a
+// truncated answer rather than a complete-looking one.
+func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, idle time.Duration) {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	// Nothing the upstream did not send: no sniffed Content-Type, no Date.
+	for _, k := range []string{"Content-Type", "Date"} {
+		if _, ok := h[k]; !ok {
+			h[k] = nil
+		}
+	}
+	if resp.ContentLength >= 0 && h.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	if resp.Close {
+		h.Set("Connection", "close")
+	}
+	rc.SetWriteDeadline(time.Now().Add(idle))
+	w.WriteHeader(resp.StatusCode)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			rc.SetWriteDeadline(time.Now().Add(idle))
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				panic(http.ErrAbortHandler)
+			}
+			rc.Flush()
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// Do not let net/http end a chunked answer cleanly.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[k] = vv
+	}
+	rc.SetWriteDeadline(time.Time{})
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// idleBody gives each read of a request body a fresh deadline and clears
+// it at the end of the body (net/http then watches the connection in the
+// background while the request is upstream).
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// readBufferedConn reads through r, which holds bytes already read from
+// the connection.
+type readBufferedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *readBufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// oneConnListener hands out one connection, then blocks until it is closed.
+type oneConnListener struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	addr   net.Addr
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	l := &oneConnListener{addr: c.LocalAddr(), closed: make(chan struct{})}
+	l.conn = &notifyCloseConn{Conn: c, done: l.done}
+	return l
+}
+
+func (l *oneConnListener) done() { l.once.Do(func() { close(l.closed) }) }
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+// wait blocks until the connection is closed.
+func (l *oneConnListener) wait() { <-l.closed }
+
+func (l *oneConnListener) Close() error {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		// Never accepted: close it here.
+		c.Close()
+	}
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return l.addr }
+
+// notifyCloseConn calls done once closed.
+type notifyCloseConn struct {
+	net.Conn
+	done func()
+}
+
+func (c *notifyCloseConn) Close() error {
+	err := c.Conn.Close()
+	c.done()
+	return err
+}
