@@ -565,8 +565,10 @@ func TestLambdaE2EUpstreamThrottleAdapts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("after burst 2: /status functions[%q] = %+v", fn, st.Functions[fn])
-	if got := st.Functions[fn].EffectiveLimit; got < 1 || got > lowered {
-		t.Errorf("effective limit after burst 2 = %d, want in [1, %d]", got, lowered)
+	// Burst 2's throttles lowered it again and its successes raised it by
+	// +1 steps (probing above Lambda's 2): still a limit, below 10.
+	if got := st.Functions[fn].EffectiveLimit; got < 1 || got >= 10 {
+		t.Errorf("effective limit after burst 2 = %d, want still lowered, in [1, 9]", got)
 	}
 
 	// Recovery: quick successful invokes, one at a time, raise the limit
@@ -616,7 +618,6 @@ func TestLambdaE2EResponseStreamThroughProxy(t *testing.T) {
 	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
 		Functions: map[string]proxytest.FunctionBehavior{fn: {Stream: true, Delay: delay, Response: payload}},
 	}, "", "--lambda-max-inflight", "1")
-	c := lambdaE2EClient(p, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -632,6 +633,10 @@ func TestLambdaE2EResponseStreamThroughProxy(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			r := &results[i]
+			// One client per stream: concurrent event streams on one SDK
+			// client race on its shared event-stream codec
+			// (aws/smithy-go#714).
+			c := lambdaE2EClient(p, 1)
 			out, err := c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String(fn), Payload: []byte(`{}`)})
 			if err != nil {
 				r.err = err
