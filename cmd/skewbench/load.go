@@ -40,10 +40,10 @@ var placeholderCreds = aws.Credentials{AccessKeyID: "AKIDPLACEHOLDER", SecretAcc
 // target is where a load client sends its requests.
 type target struct {
 	Name       string
-	URL        string        // request URL; its host:port is what a proxy is asked to CONNECT to
-	Host       string        // Host header, signed; "" = the URL's host
-	ServerName string        // TLS server name to send and verify; "" = the URL's host
-	Proxy      *url.URL      // HTTP proxy (CONNECT); nil = direct
+	URL        string         // request URL; its host:port is what a proxy is asked to CONNECT to
+	Host       string         // Host header, signed; "" = the URL's host
+	ServerName string         // TLS server name to send and verify; "" = the URL's host
+	Proxy      *url.URL       // HTTP proxy (CONNECT); nil = direct
 	Roots      *x509.CertPool // roots that verify the server (or the intercepting proxy)
 }
 

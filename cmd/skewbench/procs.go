@@ -26,6 +26,7 @@ import (
 )
 
 // tailBuffer keeps the last max bytes written to it (a child's output).
+// It holds up to twice that between trims.
 type tailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
@@ -36,8 +37,8 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
+	if len(b.buf) > 2*b.max { // trim rarely: a chatty child must stay cheap to follow
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
 	}
 	return len(p), nil
 }
@@ -45,7 +46,7 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return string(b.buf)
+	return string(b.buf[max(0, len(b.buf)-b.max):])
 }
 
 // child is a peer process skewbench started (skewproxy, tinyproxy,
