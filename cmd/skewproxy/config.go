@@ -35,8 +35,15 @@ type Config struct {
 	RetryOnSkew          bool
 	LeafCacheSize        int
 	MaxBodyBuffer        int64
-	DrainTimeout         time.Duration
-	Pprof                bool
+	// Client and upstream limits (--max-header-bytes and friends).
+	MaxHeaderBytes                int64
+	ReadHeaderTimeout             time.Duration
+	IdleTimeout                   time.Duration
+	MaxClientConns                int
+	UpstreamDialTimeout           time.Duration
+	UpstreamResponseHeaderTimeout time.Duration
+	DrainTimeout                  time.Duration
+	Pprof                         bool
 
 	StateDir, CACert, CAKey string
 	CAExport                string
@@ -63,6 +70,7 @@ func serveConfig(c *cli.Context) (Config, error) {
 		RequireSync:          c.Bool("require-sync"),
 		RetryOnSkew:          !c.Bool("no-retry-on-skew"),
 		LeafCacheSize:        c.Int("leaf-cache-size"),
+		MaxClientConns:       c.Int("max-client-conns"),
 		Pprof:                c.Bool("pprof"),
 		LogLevel:             c.String("log-level"),
 		LogFormat:            c.String("log-format"),
@@ -81,6 +89,9 @@ func serveConfig(c *cli.Context) (Config, error) {
 	if cfg.MaxBodyBuffer, err = parseSize("max-body-buffer", c.String("max-body-buffer")); err != nil {
 		errs = append(errs, err)
 	}
+	if err := readLimitFlags(c, &cfg); err != nil {
+		errs = append(errs, err)
+	}
 	if err := readClockFlags(c, &cfg); err != nil {
 		errs = append(errs, err)
 	}
@@ -89,6 +100,48 @@ func serveConfig(c *cli.Context) (Config, error) {
 	}
 	errs = append(errs, cfg.validate()...)
 	return cfg, errors.Join(errs...)
+}
+
+// readLimitFlags reads the client and upstream limits.
+func readLimitFlags(c *cli.Context, cfg *Config) error {
+	var errs []error
+	var err error
+	if cfg.MaxHeaderBytes, err = parseSize("max-header-bytes", c.String("max-header-bytes")); err != nil {
+		errs = append(errs, err)
+	}
+	durations := []struct {
+		flag string
+		dst  *time.Duration
+	}{
+		{"read-header-timeout", &cfg.ReadHeaderTimeout},
+		{"idle-timeout", &cfg.IdleTimeout},
+		{"upstream-dial-timeout", &cfg.UpstreamDialTimeout},
+		{"upstream-response-header-timeout", &cfg.UpstreamResponseHeaderTimeout},
+	}
+	for _, d := range durations {
+		if *d.dst, err = parseDuration(d.flag, c.String(d.flag)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return cfg.validateLimits()
+}
+
+// validateLimits checks the limits read by readLimitFlags.
+func (cfg Config) validateLimits() error {
+	var errs []error
+	if cfg.MaxClientConns < 0 {
+		errs = append(errs, errors.New("--max-client-conns must be >= 0"))
+	}
+	if cfg.MaxHeaderBytes < 1<<10 || cfg.MaxHeaderBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("--max-header-bytes %d: want between 1KiB and 64MiB", cfg.MaxHeaderBytes))
+	}
+	if cfg.ReadHeaderTimeout == 0 || cfg.IdleTimeout == 0 || cfg.UpstreamDialTimeout == 0 {
+		errs = append(errs, errors.New("--read-header-timeout, --idle-timeout and --upstream-dial-timeout must be > 0"))
+	}
+	return errors.Join(errs...)
 }
 
 func readClockFlags(c *cli.Context, cfg *Config) error {

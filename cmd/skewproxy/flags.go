@@ -84,6 +84,12 @@ func serveFlags() []cli.Flag {
 		boolFlag("no-retry-on-skew", "do not re-sign and retry once after a clock-skew failure"),
 		intFlag("leaf-cache-size", 1024, "leaf certificates kept in memory"),
 		stringFlag("max-body-buffer", "64MiB", "largest body buffered to hash it (beyond: 413)"),
+		stringFlag("max-header-bytes", "1MiB", "largest request header block, on the listener and inside intercepted tunnels (beyond: 431)"),
+		stringFlag("read-header-timeout", "30s", "close a client that takes longer than `D` to send a request's headers (or its TLS handshake in a tunnel)"),
+		stringFlag("idle-timeout", "5m", "close a keep-alive client connection idle for `D`, and a tunnel client that stalls that long sending a body or reading an answer"),
+		intFlag("max-client-conns", 4096, "open client connections, tunnels included; beyond, a new connection gets 503 and is closed (0 = no limit)"),
+		stringFlag("upstream-dial-timeout", "10s", "bound each upstream TCP connect (signed requests and blind tunnels) to `D`"),
+		stringFlag("upstream-response-header-timeout", "0", "answer 504 when the upstream sends no response headers within `D` of the request (0 = none: Lambda invokes may run 15 minutes)"),
 		stringFlag("drain-timeout", "30s", "on SIGTERM, wait up to `D` for in-flight requests"),
 		boolFlag("pprof", "serve /debug/pprof/ on the admin port"),
 	}

@@ -85,7 +85,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if upstreamProxy, err = proxy.ParseUpstreamProxy(cfg.UpstreamProxy); err != nil {
 			return fmt.Errorf("--upstream-proxy: %w", err)
 		}
-		tunnelDial = proxy.UpstreamTunnelDialer(upstreamProxy, roots, 0)
+		tunnelDial = proxy.UpstreamTunnelDialer(upstreamProxy, roots, cfg.UpstreamDialTimeout)
+	} else {
+		d := &net.Dialer{Timeout: cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
+		tunnelDial = d.DialContext
 	}
 
 	creds, provider, err := signer.LoadCredentials(ctx)
@@ -141,9 +144,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Intercept: intercept,
 		Resolve:   resolver,
 		Transport: proxy.NewTransport(proxy.TransportOptions{
-			RootCAs:       roots,
-			UpstreamProxy: upstreamProxy,
-			Resolver:      resolver,
+			RootCAs:               roots,
+			UpstreamProxy:         upstreamProxy,
+			Resolver:              resolver,
+			DialTimeout:           cfg.UpstreamDialTimeout,
+			ResponseHeaderTimeout: cfg.UpstreamResponseHeaderTimeout,
 		}),
 		TunnelDial:   tunnelDial,
 		Admitter:     limiter,
@@ -154,6 +159,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		RetryOnSkew:  cfg.RetryOnSkew,
 		RequireSync:  cfg.RequireSync,
 		DrainTimeout: cfg.DrainTimeout,
+
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+		MaxClientConns:    cfg.MaxClientConns,
 	}
 
 	extra := map[string]http.Handler{"/presign": presignHandler(sgn, clock, log)}
