@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,6 +163,39 @@ func lambdaE2EPollStatus(t *testing.T, p *runningProxy, within time.Duration, co
 	}
 }
 
+// lambdaE2EQueueWaitMetric sums skewproxy_queue_wait_seconds_count and
+// _sum over all label sets on the admin /metrics page.
+func lambdaE2EQueueWaitMetric(t *testing.T, p *runningProxy) (count, sum float64) {
+	t.Helper()
+	resp, err := http.Get(p.AdminURL + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read /metrics: %v", err)
+	}
+	for _, line := range strings.Split(string(text), "\n") {
+		name, rest, _ := strings.Cut(line, " ")
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			name = line[:i]
+			_, rest, _ = strings.Cut(line[i:], "} ")
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "skewproxy_queue_wait_seconds_count":
+			count += v
+		case "skewproxy_queue_wait_seconds_sum":
+			sum += v
+		}
+	}
+	return count, sum
+}
+
 // lambdaE2EInvoke invokes fn once and reports the error and the duration.
 func lambdaE2EInvoke(ctx context.Context, c *lambda.Client, fn string) (time.Duration, error) {
 	start := time.Now()
@@ -301,6 +336,17 @@ func TestLambdaE2EBurstThroughProxy(t *testing.T) {
 	}
 	p.getJSON(t, "/status", &clock)
 	t.Logf("proxy clock after the burst: %v", clock.Clock)
+
+	// The queue waits reach /metrics: 150 observations averaging seconds
+	// (20 wait ~0 s, 20 ~1 s, ... 10 ~7 s: a mean near 3.3 s).
+	count, sum := lambdaE2EQueueWaitMetric(t, p)
+	t.Logf("skewproxy_queue_wait_seconds: count %v, sum %.1fs, mean %.2fs", count, sum, sum/max(count, 1))
+	if count != n {
+		t.Errorf("skewproxy_queue_wait_seconds_count = %v, want %d", count, n)
+	}
+	if sum < 2*n {
+		t.Errorf("skewproxy_queue_wait_seconds_sum = %.1fs, want at least %ds for this burst", sum, 2*n)
+	}
 
 	end := lambdaE2EWaitStatus(t, p, 5*time.Second, "inflight and queued back to 0",
 		func(s lambdaE2EStatus) bool { return s.Inflight == 0 && s.Queued == 0 })
