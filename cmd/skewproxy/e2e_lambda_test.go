@@ -819,3 +819,63 @@ func TestLambdaE2EFairness(t *testing.T) {
 		t.Errorf("worst trickle invoke took %v, want under %v (flood total %v)", worst, bound, fr.took)
 	}
 }
+
+// TestLambdaE2EOneQueuePerFunction: with --lambda-function-max-inflight
+// slow=1, an invoke of the same function by full ARN with a qualifier waits
+// behind an invoke by bare name (one function, one queue), while an Event
+// invoke of it and an invoke of another function pass at once.
+func TestLambdaE2EOneQueuePerFunction(t *testing.T) {
+	const (
+		fn    = "slow"
+		arn   = "arn:aws:lambda:us-east-1:" + proxytest.AccountID + ":function:slow:prod"
+		delay = 1500 * time.Millisecond
+	)
+	fake, p := lambdaE2EStart(t, proxytest.AWSOptions{
+		Functions: map[string]proxytest.FunctionBehavior{fn: {Delay: delay}},
+	}, "", "--lambda-function-max-inflight", "slow=1")
+	c := lambdaE2EClient(p, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	byName := make(chan error, 1)
+	go func() { _, err := lambdaE2EInvoke(ctx, c, fn); byName <- err }()
+	lambdaE2EWaitStatus(t, p, 10*time.Second, "invoke by name in flight", func(s lambdaE2EStatus) bool { return s.Functions[fn].Inflight == 1 })
+
+	type timed struct {
+		took time.Duration
+		err  error
+	}
+	byARN := make(chan timed, 1)
+	go func() { took, err := lambdaE2EInvoke(ctx, c, arn); byARN <- timed{took, err} }()
+	st := lambdaE2EWaitStatus(t, p, 10*time.Second, "invoke by ARN queued under the function's name", func(s lambdaE2EStatus) bool { return s.Functions[fn].Queued == 1 })
+	if len(st.Functions) != 1 {
+		t.Errorf("/status functions = %+v, want only %q", st.Functions, fn)
+	}
+
+	start := time.Now()
+	out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), InvocationType: types.InvocationTypeEvent, Payload: []byte(`{}`)})
+	if err != nil {
+		t.Fatalf("Event invoke: %v", err)
+	}
+	if took := time.Since(start); out.StatusCode != http.StatusAccepted || took > delay/2 {
+		t.Errorf("Event invoke: status %d after %v, want 202 at once (not held)", out.StatusCode, took)
+	}
+	if took, err := lambdaE2EInvoke(ctx, c, "other"); err != nil || took > delay/2 {
+		t.Errorf("invoke of another function: %v after %v, want success at once", err, took)
+	}
+
+	if err := <-byName; err != nil {
+		t.Fatalf("invoke by name: %v", err)
+	}
+	r := <-byARN
+	if r.err != nil {
+		t.Fatalf("invoke by ARN: %v", r.err)
+	}
+	t.Logf("invoke by ARN took %v behind the one by name (function delay %v)", r.took.Round(time.Millisecond), delay)
+	if r.took < delay*3/2 {
+		t.Errorf("invoke by ARN took %v: it did not wait for the one by name", r.took)
+	}
+	if got := fake.Stats().MaxInFlight[fn]; got != 1 {
+		t.Errorf("fake max in flight of %s = %d, want 1", fn, got)
+	}
+}
