@@ -586,7 +586,10 @@ func presignCommand() *cli.Command {
 }
 
 func runPresignCommand(c *cli.Context) error {
-	if c.NArg() != 1 {
+	switch {
+	case c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-"):
+		return cli.Exit(fmt.Sprintf("presign: flags go before the URL (skewproxy presign --expires 15m s3://BUCKET/KEY); got %q after it", c.Args().Get(1)), 2)
+	case c.NArg() != 1:
 		return cli.Exit("presign: give exactly one s3://BUCKET/KEY or https:// URL", 2)
 	}
 	hdr, err := parseHeaderFlags(c.StringSlice("header"))
