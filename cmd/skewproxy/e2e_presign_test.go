@@ -250,7 +250,9 @@ func presignE2EAssumeRole(t *testing.T, m *proxytest.MinIO) miniocreds.Value {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := sts.Get()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	v, err := sts.GetWithContext(&miniocreds.CredContext{Context: ctx, Client: &http.Client{Transport: &http.Transport{Proxy: nil}}})
 	if err != nil {
 		t.Fatalf("AssumeRole at MinIO: %v", err)
 	}
