@@ -185,7 +185,7 @@ func parsePresignExpires(s string) (time.Duration, error) {
 		}
 		d = time.Duration(n) * time.Second
 	} else if d, err = time.ParseDuration(s); err != nil {
-		return 0, inputErrorf("expires %q: want a duration such as 15m or 24h, or whole seconds", s)
+		return 0, inputErrorf("expires %q: want a duration such as 15m or 24h (1s to 168h), or whole seconds", s)
 	}
 	switch {
 	case d < time.Second || d > presignMaxExpires:
@@ -617,6 +617,10 @@ func runPresignCommand(c *cli.Context) error {
 	}
 	sgn, provider, err := loadPresignCredentials(c.Context)
 	if err != nil {
+		return cli.Exit("presign: "+err.Error(), 1)
+	}
+	// Fail before waiting for the time sources when there are no credentials.
+	if _, err := sgn.Credentials(c.Context); err != nil {
 		return cli.Exit("presign: "+err.Error(), 1)
 	}
 	now, _, warning := correctedNow(c.Context, cfg.TimeSources, cfg.ClockOffset, wait)
