@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -116,7 +117,6 @@ func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
 	idle := rt.idleTimeout()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		defer rc.SetReadDeadline(time.Now().Add(idle)) // bounds net/http's discard of an unread body
 		if r.Host == "" {
 			r.Host = tun.host
 		}
@@ -124,10 +124,19 @@ func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
 		if r.URL.Host == "" {
 			r.URL.Host = r.Host
 		}
+		var body *idleBody
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: idle}
+			body = &idleBody{ReadCloser: r.Body, rc: rc, idle: idle}
+			r.Body = body
 		}
 		resp, _ := rt.roundTrip(r, &goproxy.ProxyCtx{Req: r, UserData: tun})
+		if body != nil && !body.sawEOF.Load() {
+			// The rest of the body is still on the wire (an early answer,
+			// a refusal, a broken upload): close after the answer, and
+			// bound net/http's read of what remains.
+			resp.Close = true
+			rc.SetReadDeadline(time.Now().Add(idle))
+		}
 		writeResponse(w, rc, resp, idle)
 	})
 }
@@ -187,18 +196,21 @@ func bodyAllowed(status int) bool {
 }
 
 // idleBody gives each read of a request body a fresh deadline and clears
-// it at the end of the body (net/http then watches the connection in the
-// background while the request is upstream).
+// it at the end of the body: net/http then watches the connection in the
+// background while the request is upstream, and a deadline there would
+// cancel a long request.
 type idleBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
-	idle time.Duration
+	rc     *http.ResponseController
+	idle   time.Duration
+	sawEOF atomic.Bool
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
+	if errors.Is(err, io.EOF) {
+		b.sawEOF.Store(true)
 		b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
