@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -32,7 +33,8 @@ func runIdle(ctx context.Context, cfg suiteConfig, dir string, ep *endpointProc,
 		return errors.New("no idle connections asked for")
 	}
 	sp, err := startSkewproxy(cfg.Skewproxy, filepath.Join(dir, "skewproxy-idle"), proxyCreds,
-		"--resolve", lambdaHost+":443=https://"+ep.Addr, "--upstream-ca", ep.CAFile)
+		"--resolve", lambdaHost+":443=https://"+ep.Addr, "--upstream-ca", ep.CAFile,
+		"--max-client-conns", strconv.Itoa(n+1024), "--pprof")
 	if err != nil {
 		return err
 	}
@@ -112,6 +114,14 @@ func runIdle(ctx context.Context, cfg suiteConfig, dir string, ep *endpointProc,
 	after, err := procStatusKiB(sp.Pid(), "VmRSS")
 	if err != nil {
 		return err
+	}
+	if cfg.ProfileDir != "" { // where the memory of idle connections goes
+		path := filepath.Join(cfg.ProfileDir, "skewproxy-idle-heap.pprof")
+		if err := sp.fetchProfile(ctx, "heap", path, time.Minute); err != nil {
+			res.Notes = append(res.Notes, "idle heap profile: "+err.Error())
+		} else {
+			res.IdleProfile = path
+		}
 	}
 	res.Idle = &idleResult{Conns: len(conns), BeforeKiB: before, AfterKiB: after,
 		PerConnKiB: float64(after-before) / float64(len(conns)), Opening: opening}

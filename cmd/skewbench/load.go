@@ -45,6 +45,7 @@ type target struct {
 	ServerName string         // TLS server name to send and verify; "" = the URL's host
 	Proxy      *url.URL       // HTTP proxy (CONNECT); nil = direct
 	Roots      *x509.CertPool // roots that verify the server (or the intercepting proxy)
+	CPUPid     int            // process whose CPU time per request to report (the proxy); 0 = none
 }
 
 // loadResult is one load run's figures.
@@ -58,6 +59,10 @@ type loadResult struct {
 	RPS      float64       `json:"rps"`
 	P50      time.Duration `json:"p50_ns"`
 	P99      time.Duration `json:"p99_ns"`
+	// CPUPerReq is the CPU time (user + system) target.CPUPid used during
+	// the recorded window, per recorded request: a proxy's cost per request
+	// whatever share of the machine it got.
+	CPUPerReq time.Duration `json:"cpu_per_request_ns,omitempty"`
 }
 
 // signedInvokeHeaders signs one Lambda Invoke with the placeholder keys, as
@@ -120,6 +125,15 @@ func runLoad(ctx context.Context, t target, clients int, warmup, dur time.Durati
 	ctx, cancel := context.WithDeadline(ctx, end.Add(30*time.Second))
 	defer cancel()
 
+	cpuStart := make(chan time.Duration, 1) // the proxy's CPU time when recording starts
+	cpuTimer := time.AfterFunc(time.Until(start), func() {
+		if t.CPUPid != 0 {
+			if c, err := procCPU(t.CPUPid); err == nil {
+				cpuStart <- c
+			}
+		}
+	})
+	defer cpuTimer.Stop()
 	var (
 		mu       sync.Mutex
 		all      []time.Duration
@@ -163,10 +177,21 @@ func runLoad(ctx context.Context, t target, clients int, warmup, dur time.Durati
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	var cpuUsed time.Duration
+	select {
+	case c0 := <-cpuStart:
+		if c1, err := procCPU(t.CPUPid); err == nil {
+			cpuUsed = c1 - c0
+		}
+	default:
+	}
 	if elapsed > dur {
 		elapsed = dur // requests past the end were not started
 	}
 	res := summarize(t.Name, clients, all, errs, elapsed)
+	if cpuUsed > 0 && res.Requests > 0 {
+		res.CPUPerReq = cpuUsed / time.Duration(res.Requests)
+	}
 	if firstErr != nil {
 		res.FirstErr = firstErr.Error()
 	}

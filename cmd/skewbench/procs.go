@@ -249,27 +249,7 @@ func startSkewproxy(bin, dir string, creds aws.Credentials, extra ...string) (*s
 // cpuProfile fetches a CPU profile of secs seconds from the proxy's admin
 // /debug/pprof/profile (serve --pprof) into path.
 func (p *skewproxyProc) cpuProfile(ctx context.Context, secs int, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.Admin, secs), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Timeout: time.Duration(secs+30) * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("pprof profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("pprof profile: %s (is serve --pprof on?)", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("pprof profile: %w", err)
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("pprof profile: %w", err)
-	}
-	return f.Close()
+	return p.fetchProfile(ctx, fmt.Sprintf("profile?seconds=%d", secs), path, time.Duration(secs+30)*time.Second)
 }
 
 // endpointProc is `skewbench endpoint` running as a child process.
@@ -348,4 +328,57 @@ func (e *endpointProc) Counts(ctx context.Context) (endpointCounts, error) {
 		return ec, fmt.Errorf("endpoint counts: %w", err)
 	}
 	return ec, nil
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat
+// (100 on every Linux architecture Go supports).
+const clockTicks = 100
+
+// procCPU is the CPU time (user + system) a process has used so far.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of %d: %w", pid, err)
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// fetchProfile saves the admin's /debug/pprof/NAME?QUERY (serve --pprof)
+// to path.
+func (p *skewproxyProc) fetchProfile(ctx context.Context, nameQuery, path string, timeout time.Duration) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.Admin+"/debug/pprof/"+nameQuery, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		return fmt.Errorf("pprof %s: %w", nameQuery, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof %s: %s (is serve --pprof on?)", nameQuery, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("pprof %s: %w", nameQuery, err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("pprof %s: %w", nameQuery, err)
+	}
+	return f.Close()
 }

@@ -78,6 +78,7 @@ type results struct {
 	UploadBytes      int64
 	Uploads          []uploadResult
 	Idle             *idleResult
+	IdleProfile      string
 	Notes            []string
 }
 
@@ -104,7 +105,11 @@ func verdict(ok bool) string {
 }
 
 func fmtLoad(r loadResult) string {
-	return fmt.Sprintf("%.0f req/s, p50 %s, p99 %s", r.RPS, fmtDur(r.P50), fmtDur(r.P99))
+	s := fmt.Sprintf("%.0f req/s, p50 %s, p99 %s", r.RPS, fmtDur(r.P50), fmtDur(r.P99))
+	if r.CPUPerReq > 0 {
+		s += fmt.Sprintf(", proxy CPU %s/req", fmtDur(r.CPUPerReq))
+	}
+	return s
 }
 
 func fmtTiming(t timing) string {
@@ -160,6 +165,9 @@ func (r *results) render() string {
 			}
 			label := fmt.Sprintf("keep-alive Invoke, %d clients, vs %s", n, base)
 			rat := fmt.Sprintf("%s req/s; p99 %s", ratio(sp.RPS, br.RPS), fmtSignedDur(sp.P99-br.P99))
+			if sp.CPUPerReq > 0 && br.CPUPerReq > 0 {
+				rat += fmt.Sprintf("; CPU/req %s", ratio(float64(sp.CPUPerReq), float64(br.CPUPerReq)))
+			}
 			goal, v := "–", "–"
 			switch {
 			case base == "direct" && n == maxC:
@@ -185,7 +193,7 @@ func (r *results) render() string {
 		label := fmt.Sprintf("%s upload %s (%s)", fmtBytes(r.UploadBytes), u.Mode, u.Client)
 		ok := u.ProxyMiBs >= 0.7*u.DirectMiBs && u.PeakRSSKiB <= 64<<10
 		row(label, fmt.Sprintf("%.0f MiB/s, proxy peak RSS %.1f MiB", u.ProxyMiBs, float64(u.PeakRSSKiB)/1024),
-			fmt.Sprintf("direct to MinIO: %.0f MiB/s", u.DirectMiBs), fmt.Sprintf("%.0f%% of direct", 100*u.ProxyMiBs/u.DirectMiBs),
+			fmt.Sprintf("direct to MinIO: %.0f MiB/s (best of %d each way)", u.DirectMiBs, uploadRounds), fmt.Sprintf("%.0f%% of direct", 100*u.ProxyMiBs/u.DirectMiBs),
 			"≥ 70 %, ≤ 64 MiB", verdict(ok))
 	}
 
@@ -201,6 +209,9 @@ func (r *results) render() string {
 	}
 	if r.Profile != "" {
 		fmt.Fprintf(&b, "- CPU profile of skewproxy during the %d-client run: %s (`go tool pprof -top %s`).\n", maxC, r.Profile, r.Profile)
+	}
+	if r.IdleProfile != "" {
+		fmt.Fprintf(&b, "- Heap profile of skewproxy holding the idle connections: %s (`go tool pprof -sample_index=inuse_space -top %s`).\n", r.IdleProfile, r.IdleProfile)
 	}
 	for _, n := range r.Notes {
 		b.WriteString("- " + n + "\n")

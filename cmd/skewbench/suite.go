@@ -177,15 +177,15 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 			res.Notes = append(res.Notes, "tinyproxy: "+err.Error())
 		} else {
 			defer tiny.Stop()
-			targets = append(targets, target{Name: "tinyproxy", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: tiny.URL, Roots: ep.Pool})
+			targets = append(targets, target{Name: "tinyproxy", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: tiny.URL, Roots: ep.Pool, CPUPid: tiny.Pid()})
 		}
-		targets = append(targets, target{Name: "skewproxy", URL: "https://" + lambdaHost + invokePath, Proxy: sp.ProxyURL, Roots: sp.CAPool})
+		targets = append(targets, target{Name: "skewproxy", URL: "https://" + lambdaHost + invokePath, Proxy: sp.ProxyURL, Roots: sp.CAPool, CPUPid: sp.Pid()})
 		mitm, err := startMitmdump(dir)
 		if err != nil {
 			res.Notes = append(res.Notes, "mitmdump: "+err.Error())
 		} else {
 			defer mitm.Stop()
-			targets = append(targets, target{Name: "mitmdump", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: mitm.URL, Roots: mitm.CAPool})
+			targets = append(targets, target{Name: "mitmdump", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: mitm.URL, Roots: mitm.CAPool, CPUPid: mitm.Pid()})
 		}
 		res.Load = map[string]map[int]loadResult{}
 		maxClients := slicesMax(cfg.Clients)
@@ -223,7 +223,7 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 					res.Load[t.Name] = map[int]loadResult{}
 				}
 				res.Load[t.Name][n] = r
-				logf("%-9s c=%-3d %8.0f req/s  p50 %v  p99 %v  errors %d", t.Name, n, r.RPS, r.P50, r.P99, r.Errors)
+				logf("%-9s c=%-3d %8.0f req/s  p50 %v  p99 %v  proxy CPU/req %v  errors %d", t.Name, n, r.RPS, r.P50, r.P99, r.CPUPerReq, r.Errors)
 				if r.Errors > 0 {
 					res.Notes = append(res.Notes, fmt.Sprintf("%s c=%d: %d errors, first: %s", t.Name, n, r.Errors, r.FirstErr))
 				}

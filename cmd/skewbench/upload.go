@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/minio/minio-go/v7"
 	miniocreds "github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -167,7 +168,7 @@ type modeRecorder struct {
 }
 
 func (m *modeRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodPut {
+	if r.Method == http.MethodPut && r.ContentLength != 0 {
 		m.mu.Lock()
 		m.mode = r.Header.Get("X-Amz-Content-Sha256")
 		if t := r.Header.Get("X-Amz-Trailer"); t != "" {
@@ -210,16 +211,23 @@ func minioGoUploader(endpoint string, creds aws.Credentials, proxyURL func(*http
 	}, nil
 }
 
-// readOnly hides Seek: given a stream it cannot rewind, the SDK sends the
-// body aws-chunked with the checksum in an unsigned trailer
-// (STREAMING-UNSIGNED-PAYLOAD-TRAILER) instead of hashing it first.
-type readOnly struct{ r io.Reader }
+// sdkPartSize is the part size of the SDK multipart upload: the SDK sends
+// each part as one aws-chunked chunk, and MinIO (like S3) refuses chunks
+// over 16 MiB.
+const sdkPartSize = 8 << 20
 
-func (r readOnly) Read(p []byte) (int, error) { return r.r.Read(p) }
+// sdkPartWorkers is how many parts are in flight at once (the SDK upload
+// managers' default is 5).
+const sdkPartWorkers = 4
 
-// sdkUploader is aws-sdk-go-v2's PutObject over HTTPS with its default
-// checksums (aws-chunked with an unsigned CRC trailer), path-style;
-// baseEndpoint "" means the real S3 host name (through a proxy).
+// uploadRounds is how many times each upload runs each way (best kept).
+const uploadRounds = 2
+
+// sdkUploader is an aws-sdk-go-v2 multipart upload over HTTPS with the
+// SDK's default checksums: UploadPart bodies are aws-chunked with the CRC32
+// in an unsigned trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), path-style,
+// sdkPartWorkers parts at a time. baseEndpoint "" means the real S3 host
+// name (through a proxy).
 func sdkUploader(baseEndpoint string, creds aws.Credentials, hc *http.Client) uploader {
 	rec := &modeRecorder{next: hc.Transport}
 	cfg := aws.Config{Region: "us-east-1", Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
@@ -232,10 +240,66 @@ func sdkUploader(baseEndpoint string, creds aws.Credentials, hc *http.Client) up
 		}
 	})
 	return func(ctx context.Context, key string, size int64) (string, error) {
-		_, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(benchBucket), Key: aws.String(key),
-			Body: readOnly{io.NewSectionReader(newPattern(), 0, size)}, ContentLength: aws.Int64(size)})
+		err := multipartUpload(ctx, cl, key, size)
 		return rec.Mode(), err
 	}
+}
+
+// multipartUpload uploads size pattern bytes as key in sdkPartSize parts.
+func multipartUpload(ctx context.Context, cl *s3.Client, key string, size int64) error {
+	mp, err := cl.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(benchBucket), Key: aws.String(key),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32})
+	if err != nil {
+		return fmt.Errorf("CreateMultipartUpload: %w", err)
+	}
+	nparts := int((size + sdkPartSize - 1) / sdkPartSize)
+	parts := make([]types.CompletedPart, nparts)
+	jobs := make(chan int)
+	errs := make(chan error, sdkPartWorkers)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range sdkPartWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				off := int64(i) * sdkPartSize
+				n := min(sdkPartSize, size-off)
+				num := aws.Int32(int32(i + 1))
+				out, err := cl.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(benchBucket), Key: aws.String(key),
+					UploadId: mp.UploadId, PartNumber: num, ContentLength: aws.Int64(n),
+					Body: io.NewSectionReader(newPattern(), off, n)})
+				if err != nil {
+					errs <- fmt.Errorf("UploadPart %d: %w", i+1, err)
+					cancel()
+					return
+				}
+				parts[i] = types.CompletedPart{PartNumber: num, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32}
+			}
+		}()
+	}
+feed:
+	for i := range nparts {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		_, _ = cl.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{Bucket: aws.String(benchBucket), Key: aws.String(key), UploadId: mp.UploadId})
+		return err
+	default:
+	}
+	if _, err := cl.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(benchBucket), Key: aws.String(key),
+		UploadId: mp.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}}); err != nil {
+		return fmt.Errorf("CompleteMultipartUpload: %w", err)
+	}
+	return nil
 }
 
 // timedUpload runs up once and returns MiB/s and the payload mode.
@@ -308,7 +372,7 @@ func runUploads(ctx context.Context, cfg suiteConfig, dir string, res *results, 
 			proxied: func(sp *skewproxyProc) (uploader, error) {
 				return minioGoUploader(s3Host, placeholderCreds, http.ProxyURL(sp.ProxyURL))
 			}},
-		{name: "unsigned-trailer", client: "aws-sdk-go-v2 PutObject, HTTPS",
+		{name: "unsigned-trailer", client: "aws-sdk-go-v2 multipart, 8 MiB parts, 4 at a time, HTTPS",
 			resolve: []string{"--resolve", s3Host + ":443=https://" + secure.Addr, "--upstream-ca", minioCA},
 			direct:  sdkUploader("https://"+secure.Addr, minioCreds, directTLS),
 			proxied: func(sp *skewproxyProc) (uploader, error) {
@@ -317,10 +381,6 @@ func runUploads(ctx context.Context, cfg suiteConfig, dir string, res *results, 
 			}},
 	}
 	for i, m := range modes {
-		direct, dmode, err := timedUpload(ctx, m.direct, fmt.Sprintf("direct-%d", i), cfg.UploadBytes)
-		if err != nil {
-			return fmt.Errorf("%s direct: %w", m.name, err)
-		}
 		sp, err := startSkewproxy(cfg.Skewproxy, filepath.Join(dir, fmt.Sprintf("skewproxy-upload-%d", i)), minioCreds, m.resolve...)
 		if err != nil {
 			return err
@@ -330,24 +390,36 @@ func runUploads(ctx context.Context, cfg suiteConfig, dir string, res *results, 
 			sp.Stop()
 			return err
 		}
-		proxied, pmode, err := timedUpload(ctx, up, fmt.Sprintf("proxied-%d", i), cfg.UploadBytes)
-		hwm, herr := procStatusKiB(sp.Pid(), "VmHWM")
-		if err != nil {
-			err = fmt.Errorf("%s through skewproxy: %w\n%s", m.name, err, sp.Tail())
+		// Alternate direct and proxied uploads and keep the best of each:
+		// the disk and the other tenants of the machine are noisy.
+		var direct, proxied float64
+		var dmode, pmode string
+		for round := range uploadRounds {
+			d, dm, err := timedUpload(ctx, m.direct, fmt.Sprintf("direct-%d-%d", i, round), cfg.UploadBytes)
+			if err != nil {
+				sp.Stop()
+				return fmt.Errorf("%s direct: %w", m.name, err)
+			}
+			p, pm, err := timedUpload(ctx, up, fmt.Sprintf("proxied-%d-%d", i, round), cfg.UploadBytes)
+			if err != nil {
+				err = fmt.Errorf("%s through skewproxy: %w\n%s", m.name, err, sp.Tail())
+				sp.Stop()
+				return err
+			}
+			direct, proxied, dmode, pmode = max(direct, d), max(proxied, p), dm, pm
+			logf("upload %s round %d: direct %.0f MiB/s, proxy %.0f MiB/s", m.name, round+1, d, p)
 		}
+		hwm, err := procStatusKiB(sp.Pid(), "VmHWM")
 		sp.Stop()
 		if err != nil {
 			return err
-		}
-		if herr != nil {
-			return herr
 		}
 		if dmode != pmode {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: the client sent %q directly but %q to the proxy", m.name, dmode, pmode))
 		}
 		res.Uploads = append(res.Uploads, uploadResult{Mode: m.name + " " + pmode, Client: m.client,
 			ProxyMiBs: proxied, DirectMiBs: direct, PeakRSSKiB: hwm})
-		logf("upload %s (%s): direct %.0f MiB/s, proxy %.0f MiB/s, proxy VmHWM %d KiB", m.name, pmode, direct, proxied, hwm)
+		logf("upload %s (%s): direct %.0f MiB/s, proxy %.0f MiB/s (best of %d), proxy VmHWM %d KiB", m.name, pmode, direct, proxied, uploadRounds, hwm)
 	}
 	return nil
 }
