@@ -589,6 +589,8 @@ func TestStreamingE2EBadFraming(t *testing.T) {
 			body: bigChunks.String() + fmt.Sprintf("xyz;chunk-signature=%s\r\n%s\r\n", streamE2EFakeSig, small) + streamE2EFinal}},
 		{"client stops sending (half-close)", streamE2ERaw{decodedLen: 100, halfClose: true,
 			body: fmt.Sprintf("64;chunk-signature=%s\r\n%s", streamE2EFakeSig, small[:40]), declaredLen: 400}},
+		{"streamed: client stops sending after 2MiB (half-close)", streamE2ERaw{decodedLen: int64(len(big)), halfClose: true,
+			body: bigChunks.String()[:len(bigChunks.String())-1000], declaredLen: len(bigChunks.String()) + len(streamE2EFinal)}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -665,6 +667,35 @@ func streamE2EProcMem(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// streamE2EPattern is a large deterministic io.ReaderAt that holds only a
+// 1 MiB block, read with a period that is not a power of two so that no two
+// parts are alike.
+type streamE2EPattern struct {
+	block []byte
+	size  int64
+}
+
+func newStreamE2EPattern(size int64) *streamE2EPattern {
+	return &streamE2EPattern{block: streamE2EData(5, 1<<20+7), size: size}
+}
+
+func (s *streamE2EPattern) ReadAt(p []byte, off int64) (int, error) {
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && off < s.size {
+		i := int(off % int64(len(s.block)))
+		c := copy(p[n:], s.block[i:min(len(s.block), i+int(s.size-off))])
+		n += c
+		off += int64(c)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
 // TestStreamingE2EMemory: during a 256 MiB chunk-signed minio-go upload
 // through the proxy, the proxy's peak RSS stays under its baseline plus
 // 64 MiB. The same upload straight to MinIO gives the throughput ratio.
@@ -689,15 +720,20 @@ func TestStreamingE2EMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	upload := func(cli *minio.Client, key string) (time.Duration, string) {
+	// A ReaderAt makes minio-go send four 16 MiB parts at a time.
+	src := newStreamE2EPattern(size)
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(src, 0, size)); err != nil {
+		t.Fatal(err)
+	}
+	wantSum := hex.EncodeToString(h.Sum(nil))
+	upload := func(cli *minio.Client, key string) time.Duration {
 		t.Helper()
-		h := sha256.New()
 		start := time.Now()
-		body := onlyReader{io.TeeReader(streamE2EReader(4, size), h)}
-		if _, err := cli.PutObject(ctx, bucket, key, body, size, minio.PutObjectOptions{}); err != nil {
+		if _, err := cli.PutObject(ctx, bucket, key, io.NewSectionReader(src, 0, size), size, minio.PutObjectOptions{NumThreads: 4}); err != nil {
 			t.Fatalf("PutObject %s: %v", key, err)
 		}
-		return time.Since(start), hex.EncodeToString(h.Sum(nil))
+		return time.Since(start)
 	}
 
 	stop := make(chan struct{})
@@ -719,7 +755,7 @@ func TestStreamingE2EMemory(t *testing.T) {
 		}
 	}()
 	mark := streamE2ELogMark(e.p)
-	viaDur, viaSum := upload(e.viaProxy(t, false), "via-proxy.bin")
+	viaDur := upload(e.viaProxy(t, false), "via-proxy.bin")
 	close(stop)
 	peakRSS := <-sampled
 	_, hwm, err := streamE2EProcMem(pid)
@@ -735,7 +771,7 @@ func TestStreamingE2EMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	directDur, _ := upload(directCli, "direct.bin")
+	directDur := upload(directCli, "direct.bin")
 
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	t.Logf("proxy RSS: baseline %.1f MiB (HWM %.1f), sampled peak %.1f MiB, VmHWM after %.1f MiB; growth %.1f MiB",
@@ -749,7 +785,7 @@ func TestStreamingE2EMemory(t *testing.T) {
 	if growth := max(hwm, peakRSS) - baseRSS; growth >= 64<<20 {
 		t.Errorf("proxy peak RSS grew by %.1f MiB during the upload (limit 64 MiB)", mib(growth))
 	}
-	if sum, n := e.readBackSum(t, bucket, "via-proxy.bin"); n != size || sum != viaSum {
-		t.Fatalf("MinIO holds %d bytes sha256 %s, want %d bytes %s", n, sum, size, viaSum)
+	if sum, n := e.readBackSum(t, bucket, "via-proxy.bin"); n != size || sum != wantSum {
+		t.Fatalf("MinIO holds %d bytes sha256 %s, want %d bytes %s", n, sum, size, wantSum)
 	}
 }
