@@ -44,6 +44,7 @@ type relOptions struct {
 	tweak    func(*Proxy)
 	topts    func(*TransportOptions)
 	logLevel slog.Level
+	keys     *proxytest.Credentials // the proxy's keys (default proxyKeys)
 }
 
 // relDeadAddr returns a loopback address nothing listens on.
@@ -66,8 +67,12 @@ func relStart(tb testing.TB, o relOptions) *relFixture {
 	if roots == nil {
 		roots = x509.NewCertPool()
 	}
+	keys := proxyKeys
+	if o.keys != nil {
+		keys = *o.keys
+	}
 	if !o.noFake {
-		f.fake = proxytest.NewAWS(tb, proxytest.AWSOptions{Credentials: proxyKeys})
+		f.fake = proxytest.NewAWS(tb, proxytest.AWSOptions{Credentials: keys})
 		rules = append(rules, "*.amazonaws.com:443="+f.fake.URL(), "*.amazonaws.com:80="+f.fake.URL())
 		roots.AppendCertsFromPEM(f.fake.CertPEM())
 	}
@@ -85,7 +90,7 @@ func relStart(tb testing.TB, o relOptions) *relFixture {
 		tb.Fatal(err)
 	}
 	f.ca = ca
-	sgn := signer.New(credentials.NewStaticCredentialsProvider(proxyKeys.AccessKeyID, proxyKeys.SecretAccessKey, proxyKeys.SessionToken), signer.Options{})
+	sgn := signer.New(credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, keys.SessionToken), signer.Options{})
 	f.proxy = &Proxy{
 		Signer:       sgn,
 		Clock:        &testClock{},

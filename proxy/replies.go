@@ -80,7 +80,7 @@ func describeUpstreamError(host string, err error) (int, string) {
 		return http.StatusGatewayTimeout, "upstream " + host + " did not answer in time"
 	case errors.Is(err, context.Canceled):
 		return http.StatusBadGateway, "the request to upstream " + host + " was cancelled"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return http.StatusBadGateway, "upstream " + host + " closed or reset the connection"
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		return http.StatusBadGateway, "could not connect to upstream " + host
