@@ -823,7 +823,8 @@ func TestProxyE2EClockOffsetLearned(t *testing.T) {
 			if st.Clock.Source == "host" || st.Clock.Source == "" {
 				t.Errorf("/status source = %q, want the passive source that taught it", st.Clock.Source)
 			}
-			t.Logf("/status clock after learning: %+v", st.Clock)
+			_, _, raw := proxyE2EGet(t, p.AdminURL+"/status")
+			t.Logf("/status after learning: %s", bytes.TrimSpace(raw))
 			if !strings.Contains(p.Logs(), `"retried":true`) {
 				t.Error("no log line says the request was retried")
 			}
@@ -1401,7 +1402,43 @@ func TestProxyE2EAWSCLI(t *testing.T) {
 		t.Errorf("the fake verified %d GetCallerIdentity calls, want 1", n)
 	}
 
+	// The proxy's request lines show the CLI's real traffic: a multipart
+	// upload and ranged downloads of the big file, virtual-hosted.
+	ops := proxyE2ERequestLines(t, p)
+	t.Logf("proxy request lines: %v", ops)
+	for _, want := range []string{
+		"cli-bucket.s3.us-east-1.amazonaws.com CreateMultipartUpload 200",
+		"cli-bucket.s3.us-east-1.amazonaws.com UploadPart 200",
+		"cli-bucket.s3.us-east-1.amazonaws.com CompleteMultipartUpload 200",
+		"cli-bucket.s3.us-east-1.amazonaws.com GetObject 206",
+		"cli-bucket.s3.us-east-1.amazonaws.com ListObjectsV2 200",
+		"sts.us-east-1.amazonaws.com GetCallerIdentity 200",
+	} {
+		if ops[want] == 0 {
+			t.Errorf("no request line %q", want)
+		}
+	}
+
 	if out, err := run(env, "s3", "ls", "s3://cli-bucket/dir/", "--endpoint-url", m.Endpoint()); err == nil {
 		t.Errorf("the CLI with placeholder keys listed the bucket straight from MinIO:\n%s", out)
 	}
+}
+
+// proxyE2ERequestLines counts the proxy's info "request" log lines by
+// "host operation status".
+func proxyE2ERequestLines(t *testing.T, p *runningProxy) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for _, line := range strings.Split(p.Logs(), "\n") {
+		var rec struct {
+			Msg       string `json:"msg"`
+			Host      string `json:"host"`
+			Operation string `json:"operation"`
+			Status    int    `json:"status"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" {
+			n[fmt.Sprintf("%s %s %d", rec.Host, rec.Operation, rec.Status)]++
+		}
+	}
+	return n
 }
