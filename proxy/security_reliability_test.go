@@ -265,3 +265,28 @@ func relClientSigned(t *testing.T, method, rawURL, token string) *http.Request {
 	}
 	return req
 }
+
+// TestClientSecurityTokenInQueryNeverForwarded: a client's
+// X-Amz-Security-Token in the query string of a request that is not
+// presigned (a presigned URL is the client's own signature and passes
+// through whole) must not reach AWS next to the proxy's signature either.
+//
+// Known bug (signer, not proxy): signer.Prepare keeps the parameter and
+// signs it into the canonical query, so this test fails until the signer
+// drops X-Amz-Security-Token from the query of requests it re-signs.
+func TestClientSecurityTokenInQueryNeverForwarded(t *testing.T) {
+	fx := relStart(t, relOptions{})
+	req := relClientSigned(t, http.MethodGet, relSTSURL+"&X-Amz-Security-Token=client-session-token", "")
+	resp, err := fx.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if r := fx.fake.Requests()[0]; strings.Contains(r.RawQuery, "client-session-token") {
+		t.Fatalf("the client's session token went upstream in the query: %q", r.RawQuery)
+	}
+}
