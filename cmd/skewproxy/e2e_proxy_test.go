@@ -334,6 +334,9 @@ func TestProxyE2EEnvironmentRoute(t *testing.T) {
 		// Without trusting the proxy CA the handshake must fail: the
 		// proxy terminated the TLS with its own leaf.
 		{"HTTPS_PROXY without the CA", []string{"HTTPS_PROXY=" + p.ProxyURL.String(), "SSL_CERT_FILE=" + fake.CAFile(t)}, true},
+		// The same program straight to the verifying endpoint: its
+		// placeholder keys are refused.
+		{"no proxy, straight to the endpoint", []string{"AWS_ENDPOINT_URL=" + fake.URL(), "SSL_CERT_FILE=" + fake.CAFile(t)}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -347,8 +350,12 @@ func TestProxyE2EEnvironmentRoute(t *testing.T) {
 				if err == nil {
 					t.Fatalf("envclient succeeded without trusting the proxy CA: %s", stdout.String())
 				}
-				if !strings.Contains(stderr.String(), "certificate") {
-					t.Errorf("envclient failed, but not on the certificate: %s", stderr.String())
+				want := "certificate"
+				if !strings.Contains(strings.Join(c.env, " "), "HTTPS_PROXY") {
+					want = "StatusCode: 403"
+				}
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("envclient failed, but without %q: %s", want, stderr.String())
 				}
 				return
 			}
