@@ -44,7 +44,7 @@ func parseSuiteFlags(args []string) (suiteConfig, error) {
 	fs.DurationVar(&c.Warmup, "warmup", 500*time.Millisecond, "unrecorded warm-up before each load run")
 	fs.DurationVar(&c.Duration, "duration", 3*time.Second, "recorded duration of each load run")
 	clients := fs.String("clients", "1,16,64", "concurrent keep-alive clients per load run")
-	fs.IntVar(&c.Handshakes, "handshakes", 40, "handshakes timed per handshake row")
+	fs.IntVar(&c.Handshakes, "handshakes", 100, "handshakes timed per handshake row")
 	size := fs.String("upload-size", "1GiB", "bytes per upload (B, KiB, MiB, GiB suffixes)")
 	fs.IntVar(&c.IdleConns, "idle-conns", 10000, "idle intercepted connections to hold open")
 	skip := fs.String("skip", "", "comma-separated parts to skip: load, handshake, upload, idle")
