@@ -263,20 +263,34 @@ func httpTargetURL(target, region string) (u *url.URL, custom bool, signRegion s
 			return nil, false, "", inputErrorf("%q: the URL already carries %s; give the URL without SigV4 parameters", target, k)
 		}
 	}
-	if !isAWSHost(u.Host) {
+	sc, err := signer.ScopeFromHost(u.Host)
+	if errors.Is(err, signer.ErrNotAWSHost) {
 		if region == "" {
 			region = presignDefaultRegion
 		}
+		s3CanonicalPath(u)
 		return u, true, region, nil
 	}
-	sc, err := signer.ScopeFromHost(u.Host)
 	if err != nil {
 		return nil, false, "", inputErrorf("%q: %v", target, err)
 	}
 	if region != "" && region != sc.Region {
 		return nil, false, "", inputErrorf("%q: region %s given, but the host is in %s", target, region, sc.Region)
 	}
+	if sc.S3 {
+		s3CanonicalPath(u)
+	}
 	return u, false, sc.Region, nil
+}
+
+// s3CanonicalPath rewrites u's escaped path the way S3 canonicalises it
+// (the decoded path escaped once), since S3 signing takes the escaped path
+// as it stands: "/k;v" is sent and signed as "/k%3Bv".
+func s3CanonicalPath(u *url.URL) {
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	u.RawPath = s3Escape(u.Path)
 }
 
 // isAWSHost reports whether host is an AWS endpoint whose scope the signer

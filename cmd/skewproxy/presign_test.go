@@ -338,3 +338,78 @@ func TestPresignHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestPresignCommandErrors: bad flags and arguments are refused with exit
+// code 2 and a clear message, before any credentials or time source.
+func TestPresignCommandErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "no target", args: nil, want: "give exactly one s3://BUCKET/KEY"},
+		{name: "two targets", args: []string{"s3://bucket/a", "s3://bucket/b"}, want: "give exactly one"},
+		{name: "flags after the URL", args: []string{"s3://bucket/k", "--expires", "5m"}, want: "flags go before the URL"},
+		{name: "method", args: []string{"--method", "POST", "s3://bucket/k"}, want: "want GET, PUT, HEAD or DELETE"},
+		{name: "expires zero", args: []string{"--expires", "0s", "s3://bucket/k"}, want: "want 1s to 7 days"},
+		{name: "expires eight days", args: []string{"--expires", "192h", "s3://bucket/k"}, want: "want 1s to 7 days"},
+		{name: "expires in days", args: []string{"--expires", "8d", "s3://bucket/k"}, want: "1s to 168h"},
+		{name: "header without colon", args: []string{"--header", "X-Amz-Meta-A", "s3://bucket/k"}, want: "want NAME:VALUE"},
+		{name: "content type on GET", args: []string{"--content-type", "text/plain", "s3://bucket/k"}, want: "PUT URLs only"},
+		{name: "endpoint with a full URL", args: []string{"--endpoint-url", "http://127.0.0.1:9000", "https://bucket.s3.us-east-1.amazonaws.com/k"}, want: "--endpoint-url applies to s3://"},
+		{name: "bad time source", args: []string{"--time-source", "udp://127.0.0.1", "s3://bucket/k"}, want: "--time-source"},
+		{name: "bad clock offset", args: []string{"--clock-offset", "sideways", "s3://bucket/k"}, want: "clock-offset"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb strings.Builder
+			err := run(context.Background(), append([]string{"skewproxy", "presign"}, tc.args...), &out, &errb)
+			var ec interface{ ExitCode() int }
+			if !errors.As(err, &ec) || ec.ExitCode() != 2 {
+				t.Fatalf("err = %v, want exit code 2", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q lacks %q", err, tc.want)
+			}
+			if out.Len() != 0 {
+				t.Errorf("stdout %q", out.String())
+			}
+		})
+	}
+}
+
+// FuzzPresignBuild: whatever the input, buildPresign never panics, and an
+// accepted order yields a URL the independent verifier accepts.
+func FuzzPresignBuild(f *testing.F) {
+	f.Add("GET", "s3://bucket/key", "", "", "1h")
+	f.Add("PUT", "s3://my.bucket/a b/ü?x#y", "", "eu-west-1", "900")
+	f.Add("HEAD", "https://bucket.s3.us-east-1.amazonaws.com/k?versionId=1&a=%20", "", "", "1s")
+	f.Add("delete", "s3://bucket/k%2F..//./x", "http://127.0.0.1:9000/base", "", "168h")
+	f.Add("GET", "http://127.0.0.1:9000/b/k;x=1", "", "us-west-2", "604800")
+	creds := aws.Credentials{AccessKeyID: "AKIDFUZZ", SecretAccessKey: "fuzz-secret"}
+	sgn := signer.New(presignTestProvider{creds}, signer.Options{})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, method, target, endpoint, region, expires string) {
+		r, err := buildPresign(presignInput{Method: method, Target: target, EndpointURL: endpoint, Region: region, Expires: expires})
+		if err != nil {
+			if !isInputError(err) {
+				t.Fatalf("error %v is not an input error", err)
+			}
+			return
+		}
+		res, err := presign(context.Background(), sgn, "", now, r, "--clamp")
+		if err != nil {
+			if r.Custom || isAWSHost(r.URL.Host) {
+				t.Fatalf("accepted order %+v failed to sign: %v", r, err)
+			}
+			return
+		}
+		req, err := http.NewRequest(r.Method, res.URL, nil)
+		if err != nil {
+			t.Fatalf("signed URL %q does not parse: %v", res.URL, err)
+		}
+		if _, err := proxytest.Verify(req, nil, proxytest.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey}, now, time.Second); err != nil {
+			t.Fatalf("signed URL %q does not verify: %v", res.URL, err)
+		}
+	})
+}
