@@ -186,6 +186,13 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 		resp, err = rt.transport.RoundTrip(out)
 		received := rt.p.Clock.Now()
 		if err != nil {
+			// A body the signer refused while it streamed (bad aws-chunked
+			// framing) is the client's fault: answer its 400, not a 502.
+			var reqErr *signer.RequestError
+			if errors.As(err, &reqErr) {
+				x.class = signer.Classification{}
+				return x.fail(req, prep.Service, err)
+			}
 			status, msg := describeUpstreamError(x.host, err)
 			rt.log.Debug("upstream failure", "host", x.host, "service", prep.Service, "err", redactText(err.Error()))
 			x.class = signer.Classification{}
