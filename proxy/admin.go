@@ -24,11 +24,16 @@ type AdminOptions struct {
 	// ReadyWithoutSync makes /readyz answer 200 even before the clock is
 	// synced (for setups that deliberately run on the host clock).
 	ReadyWithoutSync bool
+	// MaxUncertainty, when > 0, makes /readyz answer 503 while the clock's
+	// uncertainty exceeds it: every source has been silent so long that
+	// the drift since the last sample is no longer negligible. A synced
+	// clock keeps signing either way; readiness only tells the platform.
+	MaxUncertainty time.Duration
 }
 
 // NewAdminHandler returns the admin endpoints: GET /healthz (200 "ok" while
-// the process runs), GET /readyz (200 once the clock is synced, else 503
-// with a JSON reason), GET /status (the JSON of the design contract) and
+// the process runs), GET /readyz (200 while the clock is synced and, with
+// MaxUncertainty, fresh enough; else 503 with a JSON reason), GET /status (the JSON of the design contract) and
 // /metrics.
 func NewAdminHandler(o AdminOptions) http.Handler {
 	mux := http.NewServeMux()
@@ -38,6 +43,12 @@ func NewAdminHandler(o AdminOptions) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		st := o.Clock.Status()
+		if st.Synced && o.MaxUncertainty > 0 && st.Uncertainty > o.MaxUncertainty && !o.ReadyWithoutSync {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false,
+				"reason": "clock uncertainty " + st.Uncertainty.Round(time.Millisecond).String() + " exceeds " + o.MaxUncertainty.String() +
+					": no time source (" + st.Source + " last) has answered for too long"})
+			return
+		}
 		if st.Synced || o.ReadyWithoutSync {
 			writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 			return

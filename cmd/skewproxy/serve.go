@@ -179,6 +179,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Lambda:  func() any { return limiter.Status() },
 		Metrics: otel.Metrics,
 		Extra:   extra,
+		// /readyz stays 200 while any source keeps the uncertainty below
+		// this: after the last NTP answer the drift allowance (15 ppm)
+		// reaches it after ~46 days, and any AWS answer's Date header
+		// refreshes it; AWS itself allows 5 minutes of skew.
+		MaxUncertainty: readyMaxUncertainty,
 	})
 
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
@@ -222,6 +227,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("skewproxy stopped")
 	return nil
 }
+
+// readyMaxUncertainty is the clock uncertainty beyond which /readyz says
+// 503 (see proxy.AdminOptions.MaxUncertainty).
+const readyMaxUncertainty = time.Minute
 
 // upstreamRoots is the system roots plus --upstream-ca.
 func upstreamRoots(file string) (*x509.CertPool, error) {
