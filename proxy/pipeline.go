@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -119,6 +120,11 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 	if req.URL.Query().Get("Action") == "" && req.Header.Get("X-Amz-Target") == "" {
 		formAct = formAction(req)
 	}
+	var body *clientBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &clientBody{ReadCloser: req.Body}
+		req.Body = body
+	}
 	prep, err := rt.p.Signer.Prepare(req)
 	if err != nil {
 		return x.fail(req, "", err)
@@ -192,6 +198,13 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 			if errors.As(err, &reqErr) {
 				x.class = signer.Classification{}
 				return x.fail(req, prep.Service, err)
+			}
+			// The client stopped sending before its declared length: that
+			// cancelled the upstream request, and it is the client's fault.
+			if body != nil && body.truncated() {
+				x.class = signer.Classification{}
+				return x.fail(req, prep.Service, &signer.RequestError{Status: http.StatusBadRequest, Code: "IncompleteBody",
+					Message: "the request body ended before its declared length", Err: err})
 			}
 			status, msg := describeUpstreamError(x.host, err)
 			rt.log.Debug("upstream failure", "host", x.host, "service", prep.Service, "err", redactText(err.Error()))
@@ -393,3 +406,20 @@ func (nopRequestObserver) Dequeued(time.Duration)                             {}
 func (nopRequestObserver) Signed(time.Time)                                   {}
 func (nopRequestObserver) Retried(signer.Failure)                             {}
 func (nopRequestObserver) End(int, http.Header, signer.Classification, error) {}
+
+// clientBody remembers whether reading the client's request body failed
+// before its end (the client hung up or half-closed mid-body).
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Bool
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+	}
+	return n, err
+}
+
+func (b *clientBody) truncated() bool { return b.failed.Load() }
