@@ -56,8 +56,17 @@ func presignE2EMinIO(t *testing.T) *proxytest.MinIO {
 		Credentials:  credentials.NewStaticCredentialsProvider(m.Credentials.AccessKeyID, m.Credentials.SecretAccessKey, ""),
 		HTTPClient:   &http.Client{Transport: &http.Transport{Proxy: nil}},
 	})
-	if _, err := cli.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(presignE2EBucket)}); err != nil {
-		t.Fatalf("create bucket: %v", err)
+	// StartMinIO returns once MinIO is live, which can be a moment before it
+	// is initialised (503 XMinioServerNotInitialized): retry, bounded.
+	for {
+		_, err := cli.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(presignE2EBucket)})
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "XMinioServerNotInitialized") || ctx.Err() != nil {
+			t.Fatalf("create bucket: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if _, err := cli.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(presignE2EBucket), Key: aws.String(presignE2EKey),
 		Body: strings.NewReader(presignE2EContent), ContentType: aws.String("text/plain")}); err != nil {
@@ -217,6 +226,7 @@ func TestPresignE2EClockOffset(t *testing.T) {
 	before := time.Now()
 	res, stderr := presignE2ERun(t, env, "--clock-offset", "-20m", "--time-source", "ntp://"+ntp, "--endpoint-url", m.Endpoint(), "--expires", "10m", target)
 	after := time.Now()
+	t.Logf("presign with a chrony time source took %s", after.Sub(before).Round(time.Millisecond))
 	if strings.Contains(stderr, "no time source answered") {
 		t.Fatalf("chrony did not answer: %s", stderr)
 	}
