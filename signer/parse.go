@@ -154,19 +154,15 @@ func ParsePresignedQuery(q url.Values) (*PresignedQuery, error) {
 		return nil, parseErr("X-Amz-Date", "date differs from the credential scope date "+p.Date)
 	}
 	p.Time = t
-	exp, err := get("X-Amz-Expires")
-	if err != nil {
+	if !q.Has("X-Amz-Expires") {
+		// aws-sdk-go-v2's PresignGetCallerIdentity (the EKS token) leaves it
+		// out; STS then allows DefaultPresignExpires.
+		p.Expires = DefaultPresignExpires
+	} else if err := parsePresignExpires(q.Get("X-Amz-Expires"), p); err != nil {
 		return nil, err
 	}
-	n, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || n < 1 || exp[0] == '+' {
-		return nil, parseErr("X-Amz-Expires", "want a positive number of seconds, got "+quoteShort(exp))
-	}
-	if time.Duration(n)*time.Second > maxPresignExpires || n > int64(maxPresignExpires/time.Second) {
-		return nil, parseErr("X-Amz-Expires", "longer than the SigV4 maximum of 604800 seconds (7 days)")
-	}
-	p.Expires = time.Duration(n) * time.Second
 	signed, err := get("X-Amz-SignedHeaders")
+
 	if err != nil {
 		return nil, err
 	}
@@ -276,4 +272,20 @@ func quoteShort(s string) string {
 		s = s[:max] + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// DefaultPresignExpires is the lifetime of a presigned URL that carries no
+// X-Amz-Expires (STS accepts such URLs for 15 minutes).
+const DefaultPresignExpires = 15 * time.Minute
+
+func parsePresignExpires(exp string, p *PresignedQuery) error {
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || n < 1 || exp == "" || exp[0] == '+' {
+		return parseErr("X-Amz-Expires", "want a positive number of seconds, got "+quoteShort(exp))
+	}
+	if n > int64(maxPresignExpires/time.Second) {
+		return parseErr("X-Amz-Expires", "longer than the SigV4 maximum of 604800 seconds (7 days)")
+	}
+	p.Expires = time.Duration(n) * time.Second
+	return nil
 }

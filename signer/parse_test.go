@@ -103,6 +103,8 @@ func TestParsePresignedQuery(t *testing.T) {
 		{"zero expiry", presignQuery(func(q url.Values) { q.Set("X-Amz-Expires", "0") }), "X-Amz-Expires"},
 		{"negative expiry", presignQuery(func(q url.Values) { q.Set("X-Amz-Expires", "-5") }), "X-Amz-Expires"},
 		{"huge expiry", presignQuery(func(q url.Values) { q.Set("X-Amz-Expires", "99999999999999999999") }), "X-Amz-Expires"},
+		{"empty expiry", presignQuery(func(q url.Values) { q.Set("X-Amz-Expires", "") }), "X-Amz-Expires"},
+		{"no expiry (STS presign)", presignQuery(func(q url.Values) { q.Del("X-Amz-Expires") }), ""},
 		{"missing signature", presignQuery(func(q url.Values) { q.Del("X-Amz-Signature") }), "X-Amz-Signature"},
 		{"missing date", presignQuery(func(q url.Values) { q.Del("X-Amz-Date") }), "X-Amz-Date"},
 		{"bad date", presignQuery(func(q url.Values) { q.Set("X-Amz-Date", "2013-05-24T00:00:00Z") }), "X-Amz-Date"},

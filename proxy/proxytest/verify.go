@@ -254,7 +254,11 @@ func parseQuery(q url.Values) (*sigParams, error) {
 	if p.signature == "" || p.amzDate == "" {
 		return nil, &VerifyError{Kind: FailMalformed, Detail: "presigned query without X-Amz-Signature or X-Amz-Date"}
 	}
-	secs, err := strconv.Atoi(q.Get("X-Amz-Expires"))
+	exp := q.Get("X-Amz-Expires")
+	if !q.Has("X-Amz-Expires") {
+		exp = "900" // STS accepts presigned URLs without it for 15 minutes
+	}
+	secs, err := strconv.Atoi(exp)
 	if err != nil || secs < 1 || secs > 7*24*3600 {
 		return nil, &VerifyError{Kind: FailMalformed, Detail: "X-Amz-Expires must be 1..604800 seconds"}
 	}
