@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -30,13 +34,33 @@ func proxyCredsEnv(c proxytest.Credentials) []string {
 }
 
 // awsConfig is an SDK config with placeholder keys that goes through p.
+// Request bodies are handed to net/http as in-memory copies: smithy-go closes
+// its body as soon as the answer's headers arrive, and on a fast loopback
+// answer net/http may still be making its last read of it, which closes the
+// connection under the SDK (a client-side race: aws/smithy-go#218, #226).
 func (p *runningProxy) awsConfig() aws.Config {
 	return aws.Config{
 		Region:           "us-east-1",
 		Credentials:      placeholderKeys,
-		HTTPClient:       p.Client(),
+		HTTPClient:       bufferedBodyClient{p.Client()},
 		RetryMaxAttempts: 1,
 	}
+}
+
+// bufferedBodyClient is an aws.HTTPClient that buffers small request bodies.
+type bufferedBodyClient struct{ c *http.Client }
+
+// Do implements aws.HTTPClient.
+func (b bufferedBodyClient) Do(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody && req.ContentLength >= 0 && req.ContentLength <= 1<<20 {
+		data, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("buffer request body: %w", err)
+		}
+		req.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	return b.c.Do(req)
 }
 
 // TestSmokeSTSAndLambdaThroughProxy: real SDK clients with placeholder keys
