@@ -303,6 +303,7 @@ func TestFaultsE2EMinIORestartDuringMultipartUpload(t *testing.T) {
 		Env: proxyCredsEnv(m.Credentials),
 	})
 	cfg := p.awsConfig()
+	cfg.RetryMaxAttempts = 0 // the retryer below decides
 	cfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) {
 			o.MaxAttempts = 30
