@@ -106,7 +106,12 @@ func soak(t *testing.T, clients int, d time.Duration, runs int) {
 	ignore := goleak.IgnoreCurrent()
 	fx := relStart(t, relOptions{
 		logLevel: 8, // errors only: a million info lines would be the load
-		topts:    func(o *TransportOptions) { o.MaxIdleConnsPerHost = clients },
+		topts: func(o *TransportOptions) {
+			o.MaxIdleConnsPerHost = clients
+			// The production default, not the fixture's short one: a
+			// thousand tunnels open at once make a connect storm upstream.
+			o.DialTimeout = DefaultTunnelDialTimeout
+		},
 	})
 	results := make([]soakResult, 0, runs)
 	for run := range runs {
