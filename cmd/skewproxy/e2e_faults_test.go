@@ -5,9 +5,11 @@ package main
 // in the middle of a multipart upload, and SIGTERM with requests in flight.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -507,3 +509,110 @@ func faultsE2EKind(detail string) string {
 	}
 	return detail
 }
+
+// TestFaultsE2ELimitFlagsFromEnv: the limits reach the proxy from their
+// SKEWPROXY_* variables: a connection beyond SKEWPROXY_MAX_CLIENT_CONNS
+// gets 503, headers beyond SKEWPROXY_MAX_HEADER_BYTES get 431 (inside an
+// intercepted tunnel too), a client silent past
+// SKEWPROXY_READ_HEADER_TIMEOUT is dropped; and the operator-only settings
+// stay safe: the admin port refuses a non-loopback address without
+// --admin-allow-remote, and the CA key is readable by its owner only.
+func TestFaultsE2ELimitFlagsFromEnv(t *testing.T) {
+	fake := proxytest.NewAWS(t, proxytest.AWSOptions{Credentials: proxyKeys})
+	p := startProxy(t, proxyOptions{
+		Args: []string{
+			"--resolve", "sts.us-east-1.amazonaws.com:443=" + fake.URL(),
+			"--upstream-ca", fake.CAFile(t),
+			"--time-source", "ntp://127.0.0.1:1",
+		},
+		Env: append(proxyCredsEnv(proxyKeys),
+			"SKEWPROXY_MAX_CLIENT_CONNS=3",
+			"SKEWPROXY_MAX_HEADER_BYTES=4KiB",
+			"SKEWPROXY_READ_HEADER_TIMEOUT=1s",
+		),
+	})
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", p.ProxyURL.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	readStatus := func(c net.Conn) int {
+		t.Helper()
+		resp, err := http.ReadResponse(bufioReader(c), nil)
+		if err != nil {
+			t.Fatalf("read answer: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	big := "X-Big: " + strings.Repeat("b", 8<<10) + "\r\n"
+	c := dial()
+	io.WriteString(c, "GET http://sts.us-east-1.amazonaws.com/ HTTP/1.1\r\nHost: sts.us-east-1.amazonaws.com\r\n"+big+"\r\n")
+	if got := readStatus(c); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("big header on the listener: %d, want 431", got)
+	}
+	c.Close()
+
+	// Silent client: dropped after about a second.
+	silent := dial()
+	start := time.Now()
+	io.Copy(io.Discard, silent)
+	if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("silent client dropped after %v, want about 1s", d)
+	}
+	silent.Close()
+
+	// Three open connections (two of them tunnels), the fourth refused.
+	var held []net.Conn
+	for range 3 {
+		h := dial()
+		io.WriteString(h, "CONNECT sts.us-east-1.amazonaws.com:443 HTTP/1.1\r\nHost: sts.us-east-1.amazonaws.com:443\r\n\r\n")
+		if got := readStatus(h); got != http.StatusOK {
+			t.Fatalf("CONNECT: %d", got)
+		}
+		h.SetDeadline(time.Now().Add(30 * time.Second))
+		held = append(held, h)
+	}
+	extra := dial()
+	io.WriteString(extra, "GET http://sts.us-east-1.amazonaws.com/ HTTP/1.1\r\nHost: sts.us-east-1.amazonaws.com\r\n\r\n")
+	if got := readStatus(extra); got != http.StatusServiceUnavailable {
+		t.Fatalf("connection beyond the limit: %d, want 503", got)
+	}
+	// Inside one of the tunnels: the header limit holds too.
+	tc := tls.Client(held[0], &tls.Config{RootCAs: p.CAPool, ServerName: "sts.us-east-1.amazonaws.com"})
+	io.WriteString(tc, "GET /?Action=GetCallerIdentity&Version=2011-06-15 HTTP/1.1\r\nHost: sts.us-east-1.amazonaws.com\r\n"+big+"\r\n")
+	if got := readStatus(tc); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("big header inside a tunnel: %d, want 431", got)
+	}
+	for _, h := range held {
+		h.Close()
+	}
+	if n := len(fake.Requests()); n != 0 {
+		t.Fatalf("fake got %d requests", n)
+	}
+
+	// Operator-only settings.
+	info, err := os.Stat(filepath.Join(p.StateDir, "ca-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := info.Mode().Perm(); mode&0o077 != 0 {
+		t.Fatalf("ca-key.pem mode %v: readable by others", mode)
+	}
+	if dir, err := os.Stat(p.StateDir); err != nil || dir.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("state dir mode %v (%v)", dir.Mode().Perm(), err)
+	}
+	_, stderr, code := runBinary(t, "", proxyCredsEnv(proxyKeys), "serve", "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--state-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "--admin-allow-remote") {
+		t.Fatalf("admin on 0.0.0.0 without --admin-allow-remote: exit %d, %s", code, stderr)
+	}
+}
+
+// bufioReader reads an HTTP answer off a raw connection.
+func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
