@@ -11,7 +11,10 @@
 // manner of httputil.ReverseProxy and run with Serve. It is built on
 // github.com/elazarl/goproxy, with goproxy's built-in CA, default transport
 // (which skips TLS verification and reads HTTPS_PROXY), header stripping
-// and verbose logging all replaced.
+// and verbose logging all replaced; intercepted tunnels do not use
+// goproxy's MITM loop at all but a net/http server per tunnel, so that the
+// listener's limits (header size, read-header and idle timeouts) hold
+// inside them too.
 //
 // It is not a SigV4 implementation (package signer parses and signs), not a
 // clock (package timesource), not a general-purpose HTTP proxy with caching
