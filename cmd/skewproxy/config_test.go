@@ -130,3 +130,15 @@ func TestEnvForFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestSensitiveKey(t *testing.T) {
+	for key, want := range map[string]bool{
+		"authorization": true, "Proxy-Authorization": true, "x-amz-security-token": true, "X-Amz-Signature": true,
+		"x-amz-credential": true, "aws_secret": true, "secret_access_key": true, "session_token": true, "password": true,
+		"client_signature_age": false, "credentials_from": false, "signed_headers": false, "service": false, "err": false,
+	} {
+		if got := sensitiveKey(key); got != want {
+			t.Errorf("sensitiveKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

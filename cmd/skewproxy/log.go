@@ -22,16 +22,29 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // sensitiveKeys are attribute keys whose values never reach a log line,
-// whatever the level: a last line of defence behind the proxy's own redaction.
+// whatever the level: a last line of defence behind the proxy's own
+// redaction. A key matches when it equals one of these or ends with one
+// (after a "_", "-" or "."), so "client_signature_age" is not redacted but
+// "x-amz-signature" and "aws_secret" are.
 var sensitiveKeys = []string{"authorization", "security-token", "security_token", "securitytoken",
-	"signature", "secret", "session_token", "sessiontoken", "password", "x-amz-credential"}
+	"signature", "secret", "secret_access_key", "session_token", "sessiontoken", "token", "password", "credential"}
+
+func sensitiveKey(key string) bool {
+	k := strings.ToLower(key)
+	for _, s := range sensitiveKeys {
+		if k == s {
+			return true
+		}
+		if rest, ok := strings.CutSuffix(k, s); ok && rest != "" && strings.ContainsAny(rest[len(rest)-1:], "_-.") {
+			return true
+		}
+	}
+	return false
+}
 
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
-	k := strings.ToLower(a.Key)
-	for _, s := range sensitiveKeys {
-		if strings.Contains(k, s) && a.Value.Kind() != slog.KindGroup {
-			return slog.String(a.Key, "REDACTED")
-		}
+	if a.Value.Kind() != slog.KindGroup && sensitiveKey(a.Key) {
+		return slog.String(a.Key, "REDACTED")
 	}
 	return a
 }

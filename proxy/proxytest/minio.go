@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"go/build"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -188,16 +189,28 @@ func (m *MinIO) waitLive(done <-chan struct{}, timeout time.Duration) error {
 			return errors.New("minio exited during start")
 		default:
 		}
-		resp, err := client.Get(m.Endpoint() + "/minio/health/live")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		// Live is not enough: until the object layer is initialised S3 calls
+		// get 503 XMinioServerNotInitialized. Ready, and an anonymous
+		// ListBuckets refused for its credentials (not with a 503), is.
+		if m.answers(client, "/minio/health/live", http.StatusOK) &&
+			m.answers(client, "/minio/health/ready", http.StatusOK) &&
+			m.answers(client, "/", http.StatusForbidden) {
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("minio not live at %s after %v", m.addr, timeout)
+}
+
+// answers reports whether GET path answers with status.
+func (m *MinIO) answers(client *http.Client, path string, status int) bool {
+	resp, err := client.Get(m.Endpoint() + path)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode == status
 }
 
 // stop ends the process: SIGTERM, then SIGKILL after 10 s.

@@ -54,6 +54,8 @@ type requestObserver struct {
 	// failed without skewproxy: SignatureAgeWarning, or X-Amz-Expires for a
 	// presigned URL (0: unknown, never warn).
 	maxAge time.Duration
+	// presigned is true for a presigned URL (X-Amz-Signature in the query).
+	presigned bool
 
 	mu         sync.Mutex
 	service    string // SDK service id
@@ -82,7 +84,12 @@ func (r *requestObserver) Classified(info proxy.RequestInfo) {
 	if info.ClientSigned {
 		attrs = append(attrs, KeyClientSignatureAgeMS.Float64(ms(info.ClientSignatureAge)))
 		if age := info.ClientSignatureAge; r.maxAge > 0 && (age > r.maxAge || age < -SignatureAgeWarning) {
-			r.t.logger.WarnContext(r.ctx, "this request would have failed without skewproxy",
+			msg := "this request would have failed without skewproxy"
+			if r.presigned {
+				// Presigned URLs pass through unchanged: nothing rescues them.
+				msg = "presigned URL is past its X-Amz-Expires (or signed ahead): AWS will refuse it; skewproxy does not re-sign presigned URLs"
+			}
+			r.t.logger.WarnContext(r.ctx, msg,
 				slog.String("service", r.service),
 				slog.String("operation", info.Operation),
 				slog.String("host", info.Host),
@@ -98,13 +105,10 @@ func (r *requestObserver) Classified(info proxy.RequestInfo) {
 // refuses it: X-Amz-Expires for a presigned URL (0 if unreadable), else
 // SignatureAgeWarning.
 func maxSignatureAge(req *http.Request) time.Duration {
-	if req.URL == nil {
+	if !isPresigned(req) {
 		return SignatureAgeWarning
 	}
 	q := req.URL.Query()
-	if q.Get("X-Amz-Signature") == "" && q.Get("X-Amz-Algorithm") == "" {
-		return SignatureAgeWarning
-	}
 	secs, err := strconv.ParseInt(q.Get("X-Amz-Expires"), 10, 64)
 	if err != nil || secs <= 0 {
 		return 0
@@ -292,4 +296,13 @@ func outcome(status int, f signer.Failure, err error) string {
 	default:
 		return OutcomeOK
 	}
+}
+
+// isPresigned reports whether req carries a presigned query.
+func isPresigned(req *http.Request) bool {
+	if req.URL == nil {
+		return false
+	}
+	q := req.URL.Query()
+	return q.Get("X-Amz-Signature") != "" || q.Get("X-Amz-Algorithm") != ""
 }

@@ -223,7 +223,7 @@ func (t *Telemetry) Start(ctx context.Context, req *http.Request) (context.Conte
 	ctx, span := t.tracer.Start(ctx, defaultSpanName,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attrs...))
-	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID(""), maxAge: maxSignatureAge(req)}
+	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID(""), maxAge: maxSignatureAge(req), presigned: isPresigned(req)}
 }
 
 // defaultSpanName names the span of a request that was never classified.
