@@ -17,7 +17,8 @@ const maxPassive = 32
 //
 // The estimate: true time at the exchange's midpoint is ServerTime +
 // Precision/2, within RTT/2 + Precision/2. An unsynced clock adopts the
-// first observation at once. A synced clock adopts one that disagrees with
+// first observation at once (keeping its host-based reading when that lies
+// within the observation's interval). A synced clock adopts one that disagrees with
 // it by more than both uncertainties combined (the server time in a skew
 // error proves the clock wrong) and drops the NTP samples that disagree
 // with it too; otherwise the observation competes with the other sources on
@@ -57,6 +58,13 @@ func (c *Corrected) Observe(o Observation) {
 	cur := c.cur.Load()
 	c.evictPassiveLocked(s.source, now)
 	if !cur.synced {
+		// The host-based estimate already lies inside the observation's
+		// interval: every point there is equally likely, so keep it (no
+		// step of up to a second from a coarse Date header) and adopt the
+		// observation's uncertainty.
+		if absDur(s.off-cur.off) <= s.base {
+			s.off = cur.off
+		}
 		c.passive[s.source] = s
 		c.installLocked(s, now, "")
 		return

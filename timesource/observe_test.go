@@ -206,3 +206,33 @@ func TestPassiveSourcesAreCapped(t *testing.T) {
 		t.Fatalf("%d passive sources remembered (cap %d), estimate in force kept: %v", n, maxPassive, kept)
 	}
 }
+
+func TestUnsyncedKeepsHostReadingInsideObservation(t *testing.T) {
+	tests := []struct {
+		name      string
+		server    time.Duration // ServerTime minus the host-based reading
+		wantShift time.Duration // how far Now moves
+	}{
+		// Date headers truncate to the second: true time is ServerTime+0.5s ± 0.5s.
+		{name: "host inside the interval: no step", server: -900 * time.Millisecond, wantShift: 0},
+		{name: "host at the interval's edge: no step", server: -time.Second, wantShift: 0},
+		{name: "host outside the interval: step", server: 10 * time.Second, wantShift: 10*time.Second + 500*time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, _ := newFake(t, 0, Config{})
+			before := c.Now()
+			c.Observe(Observation{Source: "http-date:test", ServerTime: before.Add(tt.server), Precision: time.Second, Sent: before, Received: before})
+			st := c.Status()
+			if !st.Synced || st.Source != "http-date:test" {
+				t.Fatalf("Status = %+v, want synced from the observation", st)
+			}
+			if got := c.Now().Sub(before); got != tt.wantShift {
+				t.Fatalf("Now moved by %v, want %v", got, tt.wantShift)
+			}
+			if st.Uncertainty < 500*time.Millisecond || st.Uncertainty > 600*time.Millisecond {
+				t.Fatalf("Uncertainty = %v, want about half the Date precision", st.Uncertainty)
+			}
+		})
+	}
+}

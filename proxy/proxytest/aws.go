@@ -322,7 +322,9 @@ const maxBody = 64 << 20
 func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := a.opts.Now()
 	reqID := newRequestID()
-	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+	// Like AWS, Date says when the answer left, not when the request came
+	// (a Lambda invoke may run for seconds in between).
+	w = &dateStamp{ResponseWriter: w, now: a.opts.Now}
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	svc := serviceOf(r)
 	proto := protocolOf(svc)
@@ -540,3 +542,32 @@ func (w *statusWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// dateStamp sets the Date header when the answer's headers are written.
+type dateStamp struct {
+	http.ResponseWriter
+	now   func() time.Time
+	wrote bool
+}
+
+func (d *dateStamp) stamp() {
+	if !d.wrote {
+		d.wrote = true
+		d.Header().Set("Date", d.now().UTC().Format(http.TimeFormat))
+	}
+}
+
+func (d *dateStamp) WriteHeader(code int) { d.stamp(); d.ResponseWriter.WriteHeader(code) }
+
+func (d *dateStamp) Write(b []byte) (int, error) { d.stamp(); return d.ResponseWriter.Write(b) }
+
+// Flush passes flushes through (streamed answers).
+func (d *dateStamp) Flush() {
+	d.stamp()
+	if f, ok := d.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (d *dateStamp) Unwrap() http.ResponseWriter { return d.ResponseWriter }
