@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,57 +17,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-)
 
-// startMinIO runs a real MinIO on 127.0.0.1 for the test, or skips when no
-// minio binary is on PATH (see design.md for how to build one).
-func startMinIO(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("MinIO end-to-end in -short mode")
-	}
-	bin, err := exec.LookPath("minio")
-	if err != nil {
-		t.Skip("no minio binary on PATH")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "server", "--quiet", "--address", addr, t.TempDir())
-	cmd.Env = append(cmd.Environ(), "MINIO_ROOT_USER=skewproxytest", "MINIO_ROOT_PASSWORD=skewproxytest-secret", "MINIO_BROWSER=off")
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("MinIO on %s not ready after 30s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+	"github.com/skewproxy/skewproxy/proxy/proxytest"
+)
 
 // TestChunkResignerAgainstMinIO uploads aws-chunked bodies whose chunk
 // signatures are junk (as a client with placeholder keys would send them)
 // through the re-signer to a real MinIO, which verifies every chunk and
 // trailer signature and the trailing checksum.
 func TestChunkResignerAgainstMinIO(t *testing.T) {
-	base := startMinIO(t)
-	creds := aws.Credentials{AccessKeyID: "skewproxytest", SecretAccessKey: "skewproxytest-secret"}
+	m := proxytest.StartMinIO(t)
+	base := m.Endpoint()
+	creds := aws.Credentials{AccessKeyID: m.Credentials.AccessKeyID, SecretAccessKey: m.Credentials.SecretAccessKey}
 	const region = "us-east-1"
 	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
 	client := &http.Client{Timeout: 30 * time.Second}
