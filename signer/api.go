@@ -29,17 +29,22 @@ type Prepared struct {
 	// sent (the body is buffered or the request has GetBody).
 	Replayable bool
 
+	// sign signs a presigned (passed-through) request; st a re-signed one.
 	sign func(ctx context.Context, t time.Time) (*http.Request, error)
+	st   prepState
 }
 
 // Sign returns the outgoing request signed at t with the proxy's
 // credentials. The returned request has a fresh body reader; the caller
 // sends it as is and must not change any signed header afterwards.
 func (p *Prepared) Sign(ctx context.Context, t time.Time) (*http.Request, error) {
-	if p.sign == nil {
-		return nil, errors.New("signer: Prepared was not built by Signer.Prepare")
+	switch {
+	case p.sign != nil:
+		return p.sign(ctx, t)
+	case p.st.s != nil:
+		return p.st.sign(ctx, t)
 	}
-	return p.sign(ctx, t)
+	return nil, errors.New("signer: Prepared was not built by Signer.Prepare")
 }
 
 // StreamingMode names the aws-chunked payload modes of

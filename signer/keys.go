@@ -12,9 +12,12 @@ import (
 // (secret, day, region, service); a proxy talks to a handful of those.
 const keyCacheSize = 256
 
-// keyID identifies one derived SigV4 signing key.
+// keyID identifies one derived SigV4 signing key. The day is an array,
+// not a string, so that the signing hot path builds the key without an
+// allocation.
 type keyID struct {
-	secret, date, region, service string
+	secret, region, service string
+	date                    [8]byte // YYYYMMDD
 }
 
 // keyCache is a bounded cache of derived SigV4 signing keys.
@@ -23,6 +26,8 @@ type keyCache struct {
 	cache *lru.Cache[keyID, []byte]
 }
 
+// get returns the cached key for id, deriving it on a miss. The returned
+// slice is shared: callers must not modify it.
 func (c *keyCache) get(id keyID) []byte {
 	c.once.Do(func() {
 		// lru.New only fails for a size <= 0.
@@ -31,7 +36,7 @@ func (c *keyCache) get(id keyID) []byte {
 	if k, ok := c.cache.Get(id); ok {
 		return k
 	}
-	k := deriveSigningKey(id.secret, id.date, id.region, id.service)
+	k := deriveSigningKey(id.secret, string(id.date[:]), id.region, id.service)
 	c.cache.Add(id, k)
 	return k
 }
@@ -42,8 +47,12 @@ func (c *keyCache) get(id keyID) []byte {
 // Keys are cached (bounded) per secret, date, region and service. The
 // returned slice is the caller's own copy.
 func (s *Signer) SigningKey(secretKey, date, region, service string) []byte {
-	k := s.keys.get(keyID{secret: secretKey, date: date, region: region, service: service})
-	return append([]byte(nil), k...)
+	if len(date) != len(keyID{}.date) {
+		return deriveSigningKey(secretKey, date, region, service)
+	}
+	id := keyID{secret: secretKey, region: region, service: service}
+	copy(id.date[:], date)
+	return append([]byte(nil), s.keys.get(id)...)
 }
 
 func deriveSigningKey(secret, date, region, service string) []byte {
@@ -57,4 +66,39 @@ func hmacSHA256(key []byte, data string) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(data))
 	return m.Sum(nil)
+}
+
+// hmacBlock is the SHA-256 block size, the HMAC pad length.
+const hmacBlock = 64
+
+// appendInnerPad appends the HMAC inner pad of key (at most one block
+// long, as every derived SigV4 key is) to dst: the first block of the
+// inner hash input, RFC 2104.
+func appendInnerPad(dst, key []byte) []byte {
+	for i := 0; i < hmacBlock; i++ {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		dst = append(dst, k^0x36)
+	}
+	return dst
+}
+
+// hmacFinish completes HMAC-SHA256 with key over a message whose inner
+// hash input (appendInnerPad of key, then the message) is inner. It
+// allocates nothing: the caller provides inner and the outer block lives
+// on the stack.
+func hmacFinish(key, inner []byte) [sha256.Size]byte {
+	ih := sha256.Sum256(inner)
+	var outer [hmacBlock + sha256.Size]byte
+	for i := 0; i < hmacBlock; i++ {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		outer[i] = k ^ 0x5c
+	}
+	copy(outer[hmacBlock:], ih[:])
+	return sha256.Sum256(outer[:])
 }

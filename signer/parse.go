@@ -43,28 +43,52 @@ func parseErr(field, reason string) *ParseError { return &ParseError{Field: fiel
 // Anything else (another algorithm, a missing or repeated component, a
 // malformed credential scope) gives a *ParseError.
 func ParseAuthorization(h string) (*Authorization, error) {
+	a := &Authorization{}
+	if err := parseAuthorization(h, a, nil); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// parseAuthorization is ParseAuthorization into a, appending the signed
+// header names to names (so that Prepare can hand in storage it already
+// owns). It allocates only for header names that are not lower-case and
+// for errors.
+func parseAuthorization(h string, a *Authorization, names []string) error {
 	h = strings.TrimSpace(h)
 	alg, rest, ok := strings.Cut(h, " ")
 	if !ok {
 		if h == Algorithm {
-			return nil, parseErr("Authorization", "no Credential, SignedHeaders or Signature")
+			return parseErr("Authorization", "no Credential, SignedHeaders or Signature")
 		}
-		return nil, parseErr("Authorization", "not a SigV4 header")
+		return parseErr("Authorization", "not a SigV4 header")
 	}
 	switch alg {
 	case Algorithm:
 	case AlgorithmECDSA:
-		return nil, parseErr("Authorization", "SigV4A (AWS4-ECDSA-P256-SHA256) is not supported")
+		return parseErr("Authorization", "SigV4A (AWS4-ECDSA-P256-SHA256) is not supported")
 	default:
-		return nil, parseErr("Authorization", "unsupported algorithm "+quoteShort(alg))
+		return parseErr("Authorization", "unsupported algorithm "+quoteShort(alg))
 	}
 
 	var cred, signed, sig string
 	var haveCred, haveSigned, haveSig bool
-	for _, part := range strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+	for rest != "" {
+		// Components are separated by any run of commas, spaces and tabs.
+		i := strings.IndexFunc(rest, func(r rune) bool { return r != ',' && r != ' ' && r != '\t' })
+		if i < 0 {
+			break
+		}
+		rest = rest[i:]
+		part := rest
+		if j := strings.IndexAny(rest, ", \t"); j >= 0 {
+			part, rest = rest[:j], rest[j:]
+		} else {
+			rest = ""
+		}
 		name, value, ok := strings.Cut(part, "=")
 		if !ok {
-			return nil, parseErr("Authorization", "a component has no '='")
+			return parseErr("Authorization", "a component has no '='")
 		}
 		var dst *string
 		var seen *bool
@@ -76,36 +100,35 @@ func ParseAuthorization(h string) (*Authorization, error) {
 		case "Signature":
 			dst, seen = &sig, &haveSig
 		default:
-			return nil, parseErr("Authorization", "unknown component "+quoteShort(name))
+			return parseErr("Authorization", "unknown component "+quoteShort(name))
 		}
 		if *seen {
-			return nil, parseErr(name, "appears more than once")
+			return parseErr(name, "appears more than once")
 		}
 		*dst, *seen = value, true
 	}
 	switch {
 	case !haveCred:
-		return nil, parseErr("Credential", "missing")
+		return parseErr("Credential", "missing")
 	case !haveSigned:
-		return nil, parseErr("SignedHeaders", "missing")
+		return parseErr("SignedHeaders", "missing")
 	case !haveSig:
-		return nil, parseErr("Signature", "missing")
+		return parseErr("Signature", "missing")
 	}
 
-	a := &Authorization{}
 	if err := parseCredential("Credential", cred, a); err != nil {
-		return nil, err
+		return err
 	}
-	hs, err := parseSignedHeaders("SignedHeaders", signed)
+	hs, err := parseSignedHeaders("SignedHeaders", signed, names)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.SignedHeaders = hs
 	if err := checkSignature("Signature", sig); err != nil {
-		return nil, err
+		return err
 	}
 	a.Signature = sig
-	return a, nil
+	return nil
 }
 
 // ParsePresignedQuery parses the SigV4 parameters of a presigned URL's
@@ -166,7 +189,7 @@ func ParsePresignedQuery(q url.Values) (*PresignedQuery, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.SignedHeaders, err = parseSignedHeaders("X-Amz-SignedHeaders", signed); err != nil {
+	if p.SignedHeaders, err = parseSignedHeaders("X-Amz-SignedHeaders", signed, nil); err != nil {
 		return nil, err
 	}
 	sig, err := get("X-Amz-Signature")
@@ -182,8 +205,20 @@ func ParsePresignedQuery(q url.Values) (*PresignedQuery, error) {
 
 // parseCredential parses "AKID/YYYYMMDD/region/service/aws4_request" into a.
 func parseCredential(field, v string, a *Authorization) error {
-	parts := strings.Split(v, "/")
-	if len(parts) != 5 {
+	var parts [5]string
+	n := 0
+	for rest := v; ; n++ {
+		part, after, more := strings.Cut(rest, "/")
+		if n < len(parts) {
+			parts[n] = part
+		}
+		if !more {
+			n++
+			break
+		}
+		rest = after
+	}
+	if n != len(parts) {
 		return parseErr(field, "want AKID/YYYYMMDD/region/service/aws4_request")
 	}
 	akid, date, region, service, term := parts[0], parts[1], parts[2], parts[3], parts[4]
@@ -206,14 +241,19 @@ func parseCredential(field, v string, a *Authorization) error {
 	return nil
 }
 
-// parseSignedHeaders splits "a;b;c" into lower-case header names.
-func parseSignedHeaders(field, v string) ([]string, error) {
+// smallDupCheck is the list length up to which parseSignedHeaders finds
+// duplicates by comparing pairs instead of building a set.
+const smallDupCheck = 32
+
+// parseSignedHeaders splits "a;b;c" into lower-case header names,
+// appended to names.
+func parseSignedHeaders(field, v string, names []string) ([]string, error) {
 	if v == "" {
 		return nil, parseErr(field, "empty")
 	}
-	names := strings.Split(v, ";")
-	seen := make(map[string]struct{}, len(names))
-	for i, n := range names {
+	start := len(names)
+	for rest := v; ; {
+		n, after, more := strings.Cut(rest, ";")
 		if n == "" {
 			return nil, parseErr(field, "empty header name")
 		}
@@ -222,14 +262,31 @@ func parseSignedHeaders(field, v string) ([]string, error) {
 				return nil, parseErr(field, "invalid header name "+quoteShort(n))
 			}
 		}
-		n = strings.ToLower(n)
+		names = append(names, strings.ToLower(n))
+		if !more {
+			break
+		}
+		rest = after
+	}
+	got := names[start:]
+	if len(got) <= smallDupCheck {
+		for i := 1; i < len(got); i++ {
+			for j := 0; j < i; j++ {
+				if got[i] == got[j] {
+					return nil, parseErr(field, "header "+quoteShort(got[i])+" listed twice")
+				}
+			}
+		}
+		return got, nil
+	}
+	seen := make(map[string]struct{}, len(got))
+	for _, n := range got {
 		if _, dup := seen[n]; dup {
 			return nil, parseErr(field, "header "+quoteShort(n)+" listed twice")
 		}
 		seen[n] = struct{}{}
-		names[i] = n
 	}
-	return names, nil
+	return got, nil
 }
 
 func checkSignature(field, v string) error {

@@ -33,12 +33,12 @@ type payload struct {
 	mode          StreamingMode // aws-chunked mode, "" if none
 	addHashHeader bool          // add X-Amz-Content-Sha256 (S3 requires it)
 	decodedLen    int64         // X-Amz-Decoded-Content-Length, -1 unknown
-	body          *body
 }
 
 // preparePayload keeps the client's X-Amz-Content-Sha256 when it sent one
-// and otherwise hashes the body, buffering it (up to MaxBufferedBody).
-func (s *Signer) preparePayload(req *http.Request, sc Scope) (payload, error) {
+// and otherwise hashes the body, buffering it (up to MaxBufferedBody). The
+// body goes into b.
+func (s *Signer) preparePayload(req *http.Request, sc Scope, b *body) (payload, error) {
 	pl := payload{decodedLen: -1}
 	vals := headerValues(req.Header, "X-Amz-Content-Sha256")
 	if len(vals) > 1 {
@@ -50,11 +50,11 @@ func (s *Signer) preparePayload(req *http.Request, sc Scope) (payload, error) {
 	}
 	switch m := StreamingMode(v); {
 	case v == "":
-		b, sum, err := s.hashBody(req)
+		sum, err := s.hashBody(req, b)
 		if err != nil {
 			return pl, err
 		}
-		pl.hash, pl.body, pl.addHashHeader = sum, b, sc.S3
+		pl.hash, pl.addHashHeader = sum, sc.S3
 		return pl, nil
 	case v == unsignedPayload || isHex64(v):
 		pl.hash = v
@@ -74,51 +74,58 @@ func (s *Signer) preparePayload(req *http.Request, sc Scope) (payload, error) {
 	default:
 		return pl, badRequest("InvalidArgument", "X-Amz-Content-Sha256 is neither a SHA-256 hex digest nor a known payload mode", nil)
 	}
-	b, err := s.passthroughBody(req)
-	if err != nil {
+	if err := s.passthroughBody(req, b); err != nil {
 		return pl, err
 	}
-	pl.body = b
 	return pl, nil
 }
 
-// hashBody buffers the whole body (up to MaxBufferedBody) and hashes it.
-func (s *Signer) hashBody(req *http.Request) (*body, string, error) {
+// hashBody buffers the whole body (up to MaxBufferedBody) into b and
+// hashes it.
+func (s *Signer) hashBody(req *http.Request, b *body) (string, error) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return &body{buffered: true}, emptySHA256, nil
+		b.buffered = true
+		return emptySHA256, nil
 	}
 	max := s.opts.MaxBufferedBody
 	if req.ContentLength > max {
-		return nil, "", tooLarge(req.ContentLength, max)
+		return "", tooLarge(req.ContentLength, max)
 	}
 	data, err := readBody(req.Body, req.ContentLength, max)
 	if err != nil {
-		return nil, "", badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
+		return "", badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
 	}
 	if int64(len(data)) > max {
-		return nil, "", tooLarge(-1, max)
+		return "", tooLarge(-1, max)
 	}
 	sum := sha256.Sum256(data)
-	return &body{buffered: true, buf: data, length: int64(len(data))}, hex.EncodeToString(sum[:]), nil
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], sum[:])
+	b.buffered, b.buf, b.length = true, data, int64(len(data))
+	return string(hexSum[:]), nil
 }
 
 // passthroughBody leaves a body whose hash is already known as it is,
 // except that a small body of known length is buffered to be replayable.
-func (s *Signer) passthroughBody(req *http.Request) (*body, error) {
+// The body goes into b.
+func (s *Signer) passthroughBody(req *http.Request, b *body) error {
 	if req.Body == nil || req.Body == http.NoBody {
-		return &body{buffered: true}, nil
+		b.buffered = true
+		return nil
 	}
 	if n := req.ContentLength; n > 0 && n <= replayBufferMax {
 		data, err := readBody(req.Body, n, n)
 		if err != nil {
-			return nil, badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
+			return badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
 		}
 		if int64(len(data)) != n {
-			return nil, badRequest("IncompleteBody", "request body length differs from Content-Length", nil)
+			return badRequest("IncompleteBody", "request body length differs from Content-Length", nil)
 		}
-		return &body{buffered: true, buf: data, length: n}, nil
+		b.buffered, b.buf, b.length = true, data, n
+		return nil
 	}
-	return &body{stream: req.Body, length: req.ContentLength}, nil
+	b.stream, b.length = req.Body, req.ContentLength
+	return nil
 }
 
 // readBody reads r up to max+1 bytes (so that an oversize body shows),
@@ -149,31 +156,43 @@ func tooLarge(n, max int64) *RequestError {
 
 // body is a request body as Sign hands it out: a buffer that can be read
 // any number of times, or a stream that can be sent once.
+//
+// A body lives inside a Prepared, which callers may copy: it holds no
+// sync/atomic value (taken is used through atomic functions).
 type body struct {
 	buffered bool
 	buf      []byte
 	stream   io.ReadCloser
-	taken    atomic.Bool
+	taken    int32 // 1 once stream was handed out
 	length   int64 // outgoing ContentLength; -1 unknown
 }
 
 func (b *body) replayable() bool { return b.buffered }
+
+// bytesBody is a buffered body as one allocation (io.NopCloser around a
+// bytes.Reader is two).
+type bytesBody struct{ bytes.Reader }
+
+func (*bytesBody) Close() error { return nil }
 
 func (b *body) reader() (io.ReadCloser, error) {
 	if b.buffered {
 		if len(b.buf) == 0 {
 			return http.NoBody, nil
 		}
-		return io.NopCloser(bytes.NewReader(b.buf)), nil
+		r := new(bytesBody)
+		r.Reset(b.buf)
+		return r, nil
 	}
-	if b.taken.Swap(true) {
+	if atomic.SwapInt32(&b.taken, 1) != 0 {
 		return nil, errors.New("signer: the request body was already sent and cannot be replayed")
 	}
 	return b.stream, nil
 }
 
-// attach gives out a fresh body reader, ContentLength and GetBody.
-func (b *body) attach(out *http.Request) error {
+// attach gives out a fresh body reader, ContentLength and GetBody;
+// getBody is b.reader, made once by the caller.
+func (b *body) attach(out *http.Request, getBody func() (io.ReadCloser, error)) error {
 	rc, err := b.reader()
 	if err != nil {
 		return err
@@ -183,7 +202,7 @@ func (b *body) attach(out *http.Request) error {
 	if b.buffered {
 		out.ContentLength = int64(len(b.buf))
 		out.TransferEncoding = nil
-		out.GetBody = b.reader
+		out.GetBody = getBody
 	} else {
 		out.GetBody = nil
 	}
