@@ -21,6 +21,7 @@ import (
 	"github.com/skewproxy/skewproxy/proxy/certs"
 	"github.com/skewproxy/skewproxy/proxy/proxytest"
 	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/timesource"
 )
 
 // relFixture is a proxy on loopback for the reliability tests, usable from
@@ -45,6 +46,8 @@ type relOptions struct {
 	topts    func(*TransportOptions)
 	logLevel slog.Level
 	keys     *proxytest.Credentials // the proxy's keys (default proxyKeys)
+	maxBody  int64                  // signer.Options.MaxBufferedBody
+	clock    timesource.Clock       // default: a testClock (it records every observation)
 }
 
 // relDeadAddr returns a loopback address nothing listens on.
@@ -90,10 +93,14 @@ func relStart(tb testing.TB, o relOptions) *relFixture {
 		tb.Fatal(err)
 	}
 	f.ca = ca
-	sgn := signer.New(credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, keys.SessionToken), signer.Options{})
+	sgn := signer.New(credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, keys.SessionToken), signer.Options{MaxBufferedBody: o.maxBody})
+	var clock timesource.Clock = &testClock{}
+	if o.clock != nil {
+		clock = o.clock
+	}
 	f.proxy = &Proxy{
 		Signer:       sgn,
-		Clock:        &testClock{},
+		Clock:        clock,
 		CA:           ca,
 		Resolve:      res,
 		Transport:    NewTransport(topts),

@@ -461,3 +461,49 @@ func relIsTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestSlowBodyDoesNotPinDeclaredLength: clients that declare a large body
+// (within the hashing buffer limit) and then send nothing must not make the
+// proxy hold memory for what they only promised: memory should follow the
+// bytes that actually arrived.
+//
+// Known bug (signer, not proxy): signer's readBody allocates the declared
+// Content-Length up front (make([]byte, n+1), signer/payload.go), so each
+// such connection pins up to --max-body-buffer (64 MiB by default) until
+// the idle timeout; --max-client-conns of them can exhaust memory. This
+// test fails until the signer grows its buffer as bytes arrive.
+func TestSlowBodyDoesNotPinDeclaredLength(t *testing.T) {
+	const (
+		conns    = 16
+		declared = 8 << 20
+	)
+	fx := relStart(t, relOptions{maxBody: declared, tweak: func(p *Proxy) { p.IdleTimeout = 30 * time.Second }})
+	goruntime.GC()
+	var before goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	held := make([]net.Conn, 0, conns)
+	for range conns {
+		c, err := net.Dial("tcp", fx.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST http://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations HTTP/1.1\r\n"+
+			"Host: lambda.us-east-1.amazonaws.com\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", declared)
+		held = append(held, c)
+	}
+	eventually(t, "every slow request to reach the pipeline", func() bool { return fx.proxy.Inflight() == conns })
+	time.Sleep(200 * time.Millisecond)
+	goruntime.GC()
+	var during goruntime.MemStats
+	goruntime.ReadMemStats(&during)
+	grow := int64(during.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("%d connections each promising %d MiB and sending 1 byte: heap grew by %d MiB", conns, declared>>20, grow>>20)
+	if grow > conns<<20 {
+		t.Errorf("heap grew by %d MiB for %d bytes received: the proxy holds memory for bodies that were only declared", grow>>20, conns)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	eventually(t, "the slow requests to end", func() bool { return fx.proxy.Inflight() == 0 })
+}
