@@ -335,12 +335,14 @@ func TestFaultsE2EMinIORestartDuringMultipartUpload(t *testing.T) {
 		}
 		m.Restart(t)
 	}()
+	//lint:ignore SA1019 the brief asks for feature/s3/manager, still the common multipart client
 	up := manager.NewUploader(client, func(u *manager.Uploader) {
 		u.PartSize = 5 << 20
 		u.Concurrency = 2
 		u.LeavePartsOnError = false
 	})
 	start := time.Now()
+	//lint:ignore SA1019 as above
 	_, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("big/object.bin"), Body: body})
 	<-restarted
 	if err != nil {
