@@ -146,6 +146,9 @@ func TestSlowlorisCutAtReadHeaderTimeout(t *testing.T) {
 		err   error
 	}
 	results := make(chan result, conns)
+	// Tunnels are set up a few at a time: a storm of TLS handshakes on a
+	// loaded machine could itself outlast the read-header timeout.
+	setup := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Add(1)
@@ -156,7 +159,9 @@ func TestSlowlorisCutAtReadHeaderTimeout(t *testing.T) {
 			if i%2 == 0 {
 				c, err = net.Dial("tcp", fx.addr)
 			} else {
+				setup <- struct{}{}
 				c = fx.relConnectNoFatal(&err)
+				<-setup
 			}
 			if err != nil {
 				results <- result{err: err}
