@@ -40,7 +40,11 @@ func lambdaInvokeRequest(withHash bool) (*http.Request, []byte) {
 }
 
 func benchResign(b *testing.B, tmpl *http.Request, payload []byte) {
-	s := New(credentials.NewStaticCredentialsProvider(proxyAKID, proxySecret, proxyToken), Options{})
+	benchResignOpts(b, tmpl, payload, Options{})
+}
+
+func benchResignOpts(b *testing.B, tmpl *http.Request, payload []byte, opts Options) {
+	s := New(credentials.NewStaticCredentialsProvider(proxyAKID, proxySecret, proxyToken), opts)
 	ctx := context.Background()
 	at := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
@@ -116,4 +120,101 @@ func BenchmarkResignS3GetObject(b *testing.B) {
 	}
 	r.Body = http.NoBody
 	benchResign(b, r, nil)
+}
+
+// BenchmarkResignLambdaInvokeSDKSigner is BenchmarkResignLambdaInvoke with
+// Options.UseSDKSigner: the cost of signing through aws-sdk-go-v2.
+func BenchmarkResignLambdaInvokeSDKSigner(b *testing.B) {
+	r, payload := lambdaInvokeRequest(false)
+	benchResignOpts(b, r, payload, Options{UseSDKSigner: true})
+}
+
+// BenchmarkResignS3GetObjectSDKSigner is BenchmarkResignS3GetObject with
+// Options.UseSDKSigner.
+func BenchmarkResignS3GetObjectSDKSigner(b *testing.B) {
+	r, _ := http.NewRequest(http.MethodGet, "https://mybucket.s3.us-east-1.amazonaws.com/dir/with%20space/key%2Bplus.txt?x-id=GetObject", nil)
+	r.Header = s3GetObjectRequest().Header
+	r.Header.Set("X-Amz-Date", "20300101T000000Z")
+	r.Header.Set("Authorization", clientAuthz("s3", "us-east-1", "amz-sdk-invocation-id", "amz-sdk-request", "host",
+		"x-amz-checksum-mode", "x-amz-content-sha256", "x-amz-date"))
+	r.Body = http.NoBody
+	benchResignOpts(b, r, nil, Options{UseSDKSigner: true})
+}
+
+// BenchmarkResignHarness is the per-iteration overhead of the Resign
+// benchmarks alone (the Clone of the incoming request and its body
+// reader), to subtract from their figures.
+func BenchmarkResignHarness(b *testing.B) {
+	tmpl, payload := lambdaInvokeRequest(false)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		r := tmpl.Clone(ctx)
+		r.Body = io.NopCloser(bytes.NewReader(payload))
+		_ = r
+	}
+}
+
+// TestResignAllocationBudget keeps Prepare+Sign of the common requests
+// within the issue-10 budget of 15 allocations (the incoming request's
+// clone, made by the test, not counted).
+func TestResignAllocationBudget(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	const budget = 15
+	s3Req := func() *http.Request {
+		r := s3GetObjectRequest()
+		r.Header.Set("X-Amz-Date", "20300101T000000Z")
+		r.Header.Set("Authorization", clientAuthz("s3", "us-east-1", "amz-sdk-invocation-id", "amz-sdk-request", "host",
+			"x-amz-checksum-mode", "x-amz-content-sha256", "x-amz-date"))
+		return r
+	}
+	lambda := func(hashed bool) func() *http.Request {
+		return func() *http.Request { r, _ := lambdaInvokeRequest(hashed); return r }
+	}
+	cases := []struct {
+		name string
+		mk   func() *http.Request
+	}{
+		{"lambda invoke", lambda(false)},
+		{"lambda invoke hashed", lambda(true)},
+		{"s3 get object", s3Req},
+	}
+	s := New(credentials.NewStaticCredentialsProvider(proxyAKID, proxySecret, proxyToken), Options{})
+	ctx := context.Background()
+	at := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl := tc.mk()
+			_, payload := lambdaInvokeRequest(false)
+			reqs := make([]*http.Request, 0, 200)
+			fill := func() {
+				reqs = reqs[:0]
+				for i := 0; i < cap(reqs); i++ {
+					r := tmpl.Clone(ctx)
+					if tmpl.ContentLength > 0 {
+						r.Body = io.NopCloser(bytes.NewReader(payload))
+					}
+					reqs = append(reqs, r)
+				}
+			}
+			fill()
+			i := 0
+			allocs := testing.AllocsPerRun(100, func() {
+				p, err := s.Prepare(reqs[i])
+				i++
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.Sign(ctx, at); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Logf("%s: %.0f allocations per Prepare+Sign", tc.name, allocs)
+			if allocs > budget {
+				t.Errorf("%.0f allocations per Prepare+Sign, budget %d", allocs, budget)
+			}
+		})
+	}
 }

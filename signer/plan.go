@@ -233,10 +233,14 @@ func rawHasPresignKey(raw string) bool {
 // escape of a byte that must be escaped, pairs in (name, value) order.
 // Then parsing and re-encoding it (what the SDK signer does) gives raw.
 func isCanonicalQuery(raw string) bool {
+	if raw == "" {
+		return true
+	}
 	var prevK, prevV string
-	for i := 0; raw != ""; i++ {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
+	for i := 0; ; i++ {
+		// An empty pair ("a=1&&b=2", a trailing '&') is dropped by the
+		// parser: such a query is not canonical.
+		pair, rest, more := strings.Cut(raw, "&")
 		k, v, ok := strings.Cut(pair, "=")
 		if !ok || !canonicalComponent(k) || !canonicalComponent(v) {
 			return false
@@ -244,9 +248,11 @@ func isCanonicalQuery(raw string) bool {
 		if i > 0 && (k < prevK || k == prevK && v < prevV) {
 			return false
 		}
-		prevK, prevV = k, v
+		if !more {
+			return true
+		}
+		prevK, prevV, raw = k, v, rest
 	}
-	return true
 }
 
 func canonicalComponent(s string) bool {

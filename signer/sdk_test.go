@@ -97,12 +97,18 @@ func resignAndVerify(t *testing.T, wire []byte, s3 bool) (client, out *http.Requ
 	// the SDK agree on this request's canonical form.
 	verifyAuthorization(t, asProxySees(t, wire), clientSecret, s3)
 
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	// The fast signer signs it, and exactly as the SDK signer would.
+	prov := credentials.NewStaticCredentialsProvider(proxyAKID, proxySecret, proxyToken)
+	if fast, err := signBothWays(t, prov, func() *http.Request { return asProxySees(t, wire) }, at); err != nil || !fast {
+		t.Errorf("fast signer used: %v (err %v), want the fast signer", fast, err)
+	}
+
 	client = asProxySees(t, wire)
 	p, err := proxySigner().Prepare(asProxySees(t, wire))
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	out, err = p.Sign(context.Background(), at)
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +185,33 @@ func TestResignSDKRequests(t *testing.T) {
 			}
 		})
 	}
+
+	for _, key := range []string{"plain.txt", "dir/with space/key+plus.txt", "unicode/ünïcødé"} {
+		t.Run("s3 GetObject "+key, func(t *testing.T) {
+			c := &capture{answer: canned(200, "application/octet-stream", "data", "ETag", `"abc"`)}
+			cl := s3.NewFromConfig(sdkConfig(c))
+			out, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("mybucket"), Key: aws.String(key),
+				Range: aws.String("bytes=0-3"), ChecksumMode: "ENABLED"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Body.Close()
+			resignAndVerify(t, c.last(t), true)
+		})
+	}
+	t.Run("s3 ListObjectsV2 with query", func(t *testing.T) {
+		c := &capture{answer: canned(200, "application/xml", `<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></ListBucketResult>`)}
+		cl := s3.NewFromConfig(sdkConfig(c))
+		_, err := cl.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("mybucket"), Prefix: aws.String("a b+c/ü"),
+			Delimiter: aws.String("/"), StartAfter: aws.String("x=y&z"), MaxKeys: aws.Int32(10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, _ := resignAndVerify(t, c.last(t), true)
+		if client.URL.RawQuery == "" {
+			t.Errorf("the SDK sent no query")
+		}
+	})
 
 	keys := []string{
 		"plain.txt",
