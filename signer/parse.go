@@ -73,19 +73,18 @@ func parseAuthorization(h string, a *Authorization, names []string) error {
 
 	var cred, signed, sig string
 	var haveCred, haveSigned, haveSig bool
-	for rest != "" {
+	for i := 0; i < len(rest); {
 		// Components are separated by any run of commas, spaces and tabs.
-		i := strings.IndexFunc(rest, func(r rune) bool { return r != ',' && r != ' ' && r != '\t' })
-		if i < 0 {
-			break
+		if isAuthSep(rest[i]) {
+			i++
+			continue
 		}
-		rest = rest[i:]
-		part := rest
-		if j := strings.IndexAny(rest, ", \t"); j >= 0 {
-			part, rest = rest[:j], rest[j:]
-		} else {
-			rest = ""
+		j := i
+		for j < len(rest) && !isAuthSep(rest[j]) {
+			j++
 		}
+		part := rest[i:j]
+		i = j
 		name, value, ok := strings.Cut(part, "=")
 		if !ok {
 			return parseErr("Authorization", "a component has no '='")
@@ -225,7 +224,7 @@ func parseCredential(field, v string, a *Authorization) error {
 	if akid == "" || !isToken(akid) {
 		return parseErr(field, "empty or invalid access key id")
 	}
-	if _, err := time.Parse("20060102", date); err != nil || len(date) != 8 {
+	if !isScopeDate(date) {
 		return parseErr(field, "scope date is not YYYYMMDD: "+quoteShort(date))
 	}
 	if region == "" || !isToken(region) {
@@ -239,6 +238,55 @@ func parseCredential(field, v string, a *Authorization) error {
 	}
 	a.AccessKeyID, a.Date, a.Region, a.Service = akid, date, region, service
 	return nil
+}
+
+// isAuthSep reports whether c separates Authorization components.
+func isAuthSep(c byte) bool { return c == ',' || c == ' ' || c == '\t' }
+
+// isScopeDate reports whether d is a valid YYYYMMDD date, as
+// time.Parse("20060102", d) would accept it, without its cost.
+func isScopeDate(d string) bool {
+	if len(d) != 8 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+		n = n*10 + int(d[i]-'0')
+	}
+	y, m, day := n/10000, n/100%100, n%100
+	return m >= 1 && m <= 12 && day >= 1 && day <= daysIn(time.Month(m), y)
+}
+
+// daysIn is the number of days of month m in year y.
+func daysIn(m time.Month, y int) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// parseAmzDate parses an X-Amz-Date (YYYYMMDDTHHMMSSZ) as
+// time.Parse(amzDateFormat, v) does, by hand for the usual form.
+func parseAmzDate(v string) (time.Time, error) {
+	if len(v) == len(amzDateFormat) && v[8] == 'T' && v[15] == 'Z' && isScopeDate(v[:8]) {
+		n, ok := 0, true
+		for i := 9; i < 15; i++ {
+			c := v[i]
+			if c < '0' || c > '9' {
+				ok = false
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		h, mi, sec := n/10000, n/100%100, n%100
+		if ok && h < 24 && mi < 60 && sec < 60 {
+			d := int(v[0]-'0')*1000 + int(v[1]-'0')*100 + int(v[2]-'0')*10 + int(v[3]-'0')
+			mo := time.Month(int(v[4]-'0')*10 + int(v[5]-'0'))
+			day := int(v[6]-'0')*10 + int(v[7]-'0')
+			return time.Date(d, mo, day, h, mi, sec, 0, time.UTC), nil
+		}
+	}
+	return time.Parse(amzDateFormat, v)
 }
 
 // smallDupCheck is the list length up to which parseSignedHeaders finds
@@ -319,7 +367,11 @@ func isHeaderNameByte(c byte) bool {
 	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
 		return true
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
 }
 
 // quoteShort quotes s for an error message, cut to a safe length.

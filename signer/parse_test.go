@@ -3,6 +3,7 @@ package signer
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"reflect"
 	"strings"
@@ -198,4 +199,37 @@ func ExampleParseAuthorization() {
 	// Output:
 	// AKIDEXAMPLE 20150830 us-east-1 iam [content-type host x-amz-date]
 	// signer: malformed Signature: missing
+}
+
+// TestDateParsersMatchTimeParse: the hand-written date parsers of the hot
+// path accept exactly what time.Parse accepts, with the same result.
+func TestDateParsersMatchTimeParse(t *testing.T) {
+	amz := []string{
+		"20300101T000000Z", "20240229T235959Z", "20230229T000000Z", "20301301T000000Z", "20300100T000000Z",
+		"20300132T000000Z", "20300431T000000Z", "20300101T240000Z", "20300101T236000Z", "20300101T235960Z",
+		"20300101 000000Z", "20300101T000000z", "2030010T1000000Z", "+0300101T000000Z", "00000101T000000Z",
+		"99991231T235959Z", "20300101T000000", "", "2030-01-01T00:00:00Z", "20300101T00000aZ",
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 2000; i++ {
+		b := []byte("20300101T000000Z")
+		for j, n := 0, 1+r.IntN(3); j < n; j++ {
+			b[r.IntN(len(b))] = "0123456789TZ9"[r.IntN(13)]
+		}
+		amz = append(amz, string(b))
+	}
+	for _, v := range amz {
+		want, wantErr := time.Parse(amzDateFormat, v)
+		got, err := parseAmzDate(v)
+		if (err == nil) != (wantErr == nil) || !got.Equal(want) || got.Location() != want.Location() {
+			t.Errorf("parseAmzDate(%q) = %v, %v; time.Parse gives %v, %v", v, got, err, want, wantErr)
+		}
+		if len(v) >= 8 {
+			d := v[:8]
+			_, dErr := time.Parse("20060102", d)
+			if isScopeDate(d) != (dErr == nil) {
+				t.Errorf("isScopeDate(%q) = %v, time.Parse error %v", d, isScopeDate(d), dErr)
+			}
+		}
+	}
 }

@@ -535,7 +535,7 @@ func clientTime(h http.Header) time.Time {
 	if len(v) != 1 {
 		return time.Time{}
 	}
-	t, err := time.Parse(amzDateFormat, v[0])
+	t, err := parseAmzDate(v[0])
 	if err != nil {
 		return time.Time{}
 	}
