@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
 // isolatedConfig keeps LoadCredentials away from the machine's own AWS
@@ -75,6 +76,42 @@ func TestLoadCredentialsRefreshesBeforeExpiry(t *testing.T) {
 			}
 			if got := calls.Load(); got != tc.wantCalls {
 				t.Errorf("inner provider called %d times, want %d", got, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestCredentialsNoAllocation: reading cached credentials, as every Sign
+// does, allocates nothing (the provider's Source is stored only when it
+// changes).
+func TestCredentialsNoAllocation(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	cases := []struct {
+		name string
+		prov aws.CredentialsProvider
+	}{
+		{"static", credentials.NewStaticCredentialsProvider("AKID", "SECRET", "TOKEN")},
+		{"credentials cache", aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKID", "SECRET", "TOKEN"))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(tc.prov, Options{})
+			ctx := context.Background()
+			if _, err := s.Credentials(ctx); err != nil {
+				t.Fatal(err)
+			}
+			allocs := testing.AllocsPerRun(100, func() {
+				if _, err := s.Credentials(ctx); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%.0f allocations per Credentials call, want 0", allocs)
+			}
+			if got := s.providerName(); got != "StaticCredentials" {
+				t.Errorf("provider name %q, want the credentials' Source", got)
 			}
 		})
 	}
