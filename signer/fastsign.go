@@ -114,7 +114,12 @@ func (st *prepState) planFast(query url.Values, rawQuery string) {
 			size += len(v) + 1
 		}
 	}
-	b := make([]byte, 0, size+len(plan.signHost))
+	bp := bufPool.Get().(*[]byte)
+	defer putBuf(bp)
+	b := (*bp)[:0]
+	if cap(b) < size+len(plan.signHost) {
+		b = make([]byte, 0, size+len(plan.signHost))
+	}
 	b = append(b, st.tmpl.Method...)
 	b = append(b, '\n')
 	if plan.s3 {
@@ -180,6 +185,7 @@ func (st *prepState) planFast(query url.Values, rawQuery string) {
 	}
 	f.canon = string(b)
 	plan.fast = f
+	*bp = b
 }
 
 // bufPool holds the buffers signFast builds canonical requests in.
@@ -261,11 +267,17 @@ func (s *Signer) signFast(plan *signPlan, creds aws.Credentials, t time.Time) (a
 	b = hex.AppendEncode(b, sig[:])
 	out := string(b[mark:])
 
-	if cap(b) <= maxPooledBuf {
-		*bp = b[:0]
+	*bp = b
+	putBuf(bp)
+	return out[len(amz):], out[:len(amz)], true
+}
+
+// putBuf returns a buffer to bufPool unless it grew too large to keep.
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledBuf {
+		*bp = (*bp)[:0]
 		bufPool.Put(bp)
 	}
-	return out[len(amz):], out[:len(amz)], true
 }
 
 // appendScope appends the credential scope day/region/service/aws4_request.

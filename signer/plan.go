@@ -13,7 +13,7 @@ import (
 type prepState struct {
 	s     *Signer
 	auth  Authorization
-	names [16]string // backing of auth.SignedHeaders for most requests
+	names [12]string // backing of auth.SignedHeaders for most requests
 	plan  signPlan
 	body  body
 	// getBody is the outgoing GetBody of a buffered body, made once.
@@ -25,7 +25,7 @@ type prepState struct {
 	// X-Amz-Security-Token: a snapshot taken by Prepare, so that a later
 	// change to the incoming request does not change what Sign sends.
 	hdrs    []headerKV
-	hdrBuf  [16]headerKV
+	hdrBuf  [12]headerKV
 	hashVal [1]string // value of an added X-Amz-Content-Sha256
 }
 
@@ -144,10 +144,7 @@ func (st *prepState) chooseSignedHeaders(auth *Authorization) {
 // carries it and it may be signed.
 func (st *prepState) maybeSign(n string) {
 	plan := &st.plan
-	if _, hop := hopByHop[n]; hop {
-		return
-	}
-	if _, never := neverSigned[n]; never || strings.HasPrefix(n, "proxy-") {
+	if isHopByHop(n) || isNeverSigned(n) || strings.HasPrefix(n, "proxy-") {
 		return
 	}
 	for _, sg := range plan.signed {

@@ -267,7 +267,7 @@ type signPlan struct {
 	// signed are the headers to sign besides host, content-length,
 	// x-amz-date and x-amz-security-token, sorted by name.
 	signed     []signedHeader
-	signedBuf  [16]signedHeader
+	signedBuf  [10]signedHeader
 	signLength bool // sign content-length
 	// sdkOnly is set when the fast signer cannot reproduce what the SDK
 	// signer would sign; then the SDK signer signs.
@@ -395,19 +395,28 @@ func outgoingTemplate(req *http.Request, host string) *http.Request {
 	return out
 }
 
-// hopByHop are the RFC 9110 connection-specific headers; they are never
-// signed because a proxy or transport may change them.
-var hopByHop = map[string]struct{}{
-	"connection": {}, "keep-alive": {}, "proxy-connection": {}, "proxy-authenticate": {},
-	"proxy-authorization": {}, "te": {}, "trailer": {}, "transfer-encoding": {}, "upgrade": {},
+// isHopByHop reports whether the lower-case header name n is one of the
+// RFC 9110 connection-specific headers; they are never signed because a
+// proxy or transport may change them.
+func isHopByHop(n string) bool {
+	switch n {
+	case "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+		"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
 }
 
-// neverSigned are headers Sign handles itself or the aws signer refuses to
-// sign (it ignores User-Agent, X-Amzn-Trace-Id and Expect): they stay on
-// the request, unsigned.
-var neverSigned = map[string]struct{}{
-	"authorization": {}, "x-amz-date": {}, "x-amz-security-token": {}, "host": {},
-	"content-length": {}, "user-agent": {}, "x-amzn-trace-id": {}, "expect": {},
+// isNeverSigned reports whether the lower-case header name n is one Sign
+// handles itself or the aws signer refuses to sign (it ignores User-Agent,
+// X-Amzn-Trace-Id and Expect): they stay on the request, unsigned.
+func isNeverSigned(n string) bool {
+	switch n {
+	case "authorization", "x-amz-date", "x-amz-security-token", "host",
+		"content-length", "user-agent", "x-amzn-trace-id", "expect":
+		return true
+	}
+	return false
 }
 
 // wirePath is the escaped path that goes on the wire for u: the path part
