@@ -49,9 +49,9 @@ type Options struct {
 	// aws/signer/v4 instead of the package's own header signer. The two
 	// produce the same bytes (the tests prove it on the AWS suite, on
 	// requests captured from the SDK clients and on random requests); the
-	// SDK signer is about four times slower and allocates ten times as
-	// much. Requests the fast signer does not handle use the SDK signer
-	// whatever this says.
+	// SDK signer takes several times as long as the fast one and allocates
+	// about 60 times per request instead of once. Requests the fast signer
+	// does not handle use the SDK signer whatever this says.
 	UseSDKSigner bool
 }
 
