@@ -130,9 +130,23 @@ func (s *Signer) passthroughBody(req *http.Request, b *body) error {
 
 // readBody reads r up to max+1 bytes (so that an oversize body shows),
 // sizing the buffer from the declared length n when known.
+// readBodyUpfront is the largest declared length readBody allocates before
+// the data arrives.
+const readBodyUpfront = 64 << 10
+
 func readBody(r io.Reader, n, max int64) ([]byte, error) {
 	if n < 0 || n > max {
 		return io.ReadAll(io.LimitReader(r, max+1))
+	}
+	if n > readBodyUpfront {
+		// Grow with the data that arrives, not with what the client
+		// declared: a slow or lying client must not pin its declared length.
+		var b bytes.Buffer
+		b.Grow(readBodyUpfront)
+		if _, err := b.ReadFrom(io.LimitReader(r, n+1)); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
 	}
 	buf := make([]byte, n+1) // one more to see a body longer than declared
 	got, err := io.ReadFull(r, buf)

@@ -201,6 +201,17 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 		// unambiguous canonical form on the wire, exactly what is signed.
 		st.url.RawQuery = canonicalQuery(query)
 	}
+	if strings.Contains(rawQuery, "X-Amz-Security-Token") {
+		// The client's session token never goes upstream, in a header or
+		// in the query (the proxy signs with its own credentials).
+		if query == nil {
+			query, _ = url.ParseQuery(rawQuery) // plain queries always parse
+		}
+		if query.Has("X-Amz-Security-Token") {
+			query.Del("X-Amz-Security-Token")
+			st.url.RawQuery = canonicalQuery(query)
+		}
+	}
 	plan := &st.plan
 	plan.service, plan.region, plan.s3 = sc.Service, sc.Region, sc.S3
 	plan.host, plan.signHost = host, sanitizeHost(host, st.url.Scheme)
