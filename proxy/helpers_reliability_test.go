@@ -236,6 +236,24 @@ func (f *relFixture) relConnect(tb testing.TB, target, serverName string) net.Co
 	return tc
 }
 
+// relRecorded waits (up to 5 s) until fake has recorded n requests and
+// returns them: the fake records a request after its handler returns,
+// which may be just after the client has the whole answer.
+func relRecorded(tb testing.TB, fake *proxytest.AWS, n int) []proxytest.Request {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := fake.Requests()
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				tb.Fatalf("fake recorded %d requests, want %d", len(got), n)
+			}
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // relReadsClosed reports whether conn is closed by the peer (EOF or reset)
 // within d, discarding what it sends.
 func relReadsClosed(conn net.Conn, d time.Duration) bool {

@@ -424,6 +424,7 @@ func TestInterceptedKeepsClientHeaders(t *testing.T) {
 	if body := readAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
+	eventually(t, "the fake to record the request", func() bool { return len(h.fake.Requests()) == 1 })
 	got := h.fake.Requests()[0].Header
 	if got.Get("Accept-Encoding") != "identity" || got.Get("X-Custom") != "kept" || got.Get("User-Agent") != "app/1.0" {
 		t.Fatalf("client headers changed: %v", got)

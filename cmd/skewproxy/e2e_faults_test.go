@@ -184,9 +184,7 @@ func TestFaultsE2ENTPDiesMidRun(t *testing.T) {
 	if d := time.Since(after.Clock.Corrected); d < -2*time.Second || d > 2*time.Second {
 		t.Fatalf("corrected time off by %v", d)
 	}
-	if n := len(fake.Requests()); n != 5 {
-		t.Fatalf("fake got %d requests, want 5", n)
-	}
+	faultsE2ERecorded(t, fake, 5)
 }
 
 // TestFaultsE2ECredentialProcessFailsAndRecovers: the proxy's credentials
@@ -261,9 +259,7 @@ printf '{"Version":1,"AccessKeyId":"%s","SecretAccessKey":"%s","SessionToken":"%
 	if countCalls() <= callsBefore {
 		t.Fatal("the credential process was not asked again")
 	}
-	if n := len(fake.Requests()); n != 1 {
-		t.Fatalf("fake got %d requests, want only the first", n)
-	}
+	faultsE2ERecorded(t, fake, 1) // only the first
 	os.Remove(marker)
 	if code, b := get(); code != 200 {
 		t.Fatalf("after the credential process recovered: %d %s", code, b)
@@ -468,12 +464,20 @@ func TestFaultsE2ESIGTERMWithInflightRequests(t *testing.T) {
 		t.Fatal("the proxy did not exit within 30 s of SIGTERM")
 	}
 	exitAfter := time.Since(sigterm)
-	seen := 0
-	for _, r := range fake.Requests() {
-		if r.Function == "slow" {
-			seen++
+	countSlow := func() int {
+		n := 0
+		for _, r := range fake.Requests() {
+			if r.Function == "slow" {
+				n++
+			}
 		}
+		return n
 	}
+	// The fake records a request just after its handler returns.
+	for wait := time.Now().Add(5 * time.Second); int64(countSlow()) < okCount.Load() && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	seen := countSlow()
 	t.Logf("SIGTERM with %d in flight (+%d late): %d completed, refused %v; upstream saw %d; exit after %v (%v)",
 		inflight, late, okCount.Load(), failures, seen, exitAfter.Round(time.Millisecond), exitErr)
 	if exitErr != nil {
@@ -490,6 +494,20 @@ func TestFaultsE2ESIGTERMWithInflightRequests(t *testing.T) {
 	}
 	if !strings.Contains(p.Logs(), `"msg":"skewproxy stopped"`) {
 		t.Error("no clean stop in the log")
+	}
+}
+
+// faultsE2ERecorded waits (up to 5 s) until fake has recorded n requests:
+// it records a request after its handler returns, which may be just after
+// the client has the whole answer.
+func faultsE2ERecorded(t *testing.T, fake *proxytest.AWS, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(fake.Requests()) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := len(fake.Requests()); got != n {
+		t.Fatalf("fake recorded %d requests, want %d", got, n)
 	}
 }
 
