@@ -52,7 +52,8 @@ lint:
 	@command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@latest
 	staticcheck ./...
 
-bench: deps
+bench:
+	./.ci/install-deps --bench
 	./.ci/bench
 
 soak: deps
