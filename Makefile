@@ -1,6 +1,8 @@
 # skewproxy — see README.md. `make run` starts the proxy, `make test` runs the whole suite.
 SHELL := /bin/bash
-export PATH := $(shell go env GOPATH)/bin:/usr/sbin:$(PATH)
+# Go may live in /usr/local/go without being on PATH; MinIO is go-installed; chronyd is in /usr/sbin.
+export PATH := /usr/local/go/bin:$(PATH)
+export PATH := $(shell PATH="$(PATH)" go env GOPATH)/bin:/usr/sbin:$(PATH)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
