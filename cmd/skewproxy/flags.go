@@ -69,7 +69,7 @@ func serveFlags() []cli.Flag {
 		stringFlag("listen", "127.0.0.1:8080", "proxy `ADDR` (HTTP forward proxy: CONNECT and absolute-form http://)"),
 		stringFlag("admin-listen", "127.0.0.1:9090", "admin `ADDR`: /healthz /readyz /status /metrics /presign"),
 		boolFlag("admin-allow-remote", "allow --admin-listen on a non-loopback address"),
-		sliceFlag("resolve", nil, "send traffic for `HOST:PORT=URL` to another base URL, keeping the Host header (repeatable; HOST may start with *.)"),
+		sliceFlag("resolve", nil, "`HOST:PORT=URL`: send traffic for that host to another base URL, keeping the Host header (repeatable; HOST may start with *.)"),
 		stringFlag("upstream-ca", "", "extra root certificates (PEM `FILE`) for upstream TLS; system roots are always used"),
 		stringFlag("upstream-proxy", "", "send upstream traffic through this proxy `URL` (the proxy never reads HTTPS_PROXY itself)"),
 		sliceFlag("intercept", []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws"}, "host `PATTERN` to intercept and re-sign (repeatable); --resolve hosts are added"),
