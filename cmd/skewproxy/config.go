@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
 )
 
 // Config is everything `skewproxy serve` needs, read from flags and env.
@@ -77,8 +79,8 @@ func serveConfig(c *cli.Context) (Config, error) {
 	}
 	var errs []error
 	var err error
-	if cfg.LambdaFunctionInflight, err = parseFunctionLimits(c.StringSlice("lambda-function-max-inflight")); err != nil {
-		errs = append(errs, err)
+	if cfg.LambdaFunctionInflight, err = lambdalimit.ParseFunctionMaxInflight(c.StringSlice("lambda-function-max-inflight")); err != nil {
+		errs = append(errs, fmt.Errorf("--lambda-function-max-inflight: %w", err))
 	}
 	if cfg.LambdaQueueTimeout, err = parseDuration("lambda-queue-timeout", c.String("lambda-queue-timeout")); err != nil {
 		errs = append(errs, err)
@@ -213,20 +215,6 @@ func isLoopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
-}
-
-// parseFunctionLimits reads NAME=N pairs.
-func parseFunctionLimits(pairs []string) (map[string]int, error) {
-	out := make(map[string]int, len(pairs))
-	for _, p := range pairs {
-		name, n, ok := strings.Cut(p, "=")
-		v, err := strconv.Atoi(strings.TrimSpace(n))
-		if !ok || strings.TrimSpace(name) == "" || err != nil || v < 1 {
-			return nil, fmt.Errorf("--lambda-function-max-inflight %q: want NAME=N with N >= 1", p)
-		}
-		out[strings.TrimSpace(name)] = v
-	}
-	return out, nil
 }
 
 func parseDuration(flag, s string) (time.Duration, error) {

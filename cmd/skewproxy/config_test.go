@@ -111,18 +111,6 @@ func TestValidateListen(t *testing.T) {
 	}
 }
 
-func TestParseFunctionLimits(t *testing.T) {
-	got, err := parseFunctionLimits([]string{"orders=5", " thumbs = 2"})
-	if err != nil || got["orders"] != 5 || got["thumbs"] != 2 {
-		t.Fatalf("parseFunctionLimits = %v, %v", got, err)
-	}
-	for _, bad := range []string{"orders", "=3", "orders=0", "orders=x"} {
-		if _, err := parseFunctionLimits([]string{bad}); err == nil {
-			t.Errorf("parseFunctionLimits(%q) accepted", bad)
-		}
-	}
-}
-
 func TestEnvForFlag(t *testing.T) {
 	for flag, want := range map[string]string{"listen": "SKEWPROXY_LISTEN", "lambda-max-inflight": "SKEWPROXY_LAMBDA_MAX_INFLIGHT"} {
 		if got := envFor(flag)[0]; got != want {
