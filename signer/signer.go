@@ -447,12 +447,46 @@ func wirePath(u *url.URL) string {
 			p = o
 		}
 	} else {
-		p = u.EscapedPath()
+		p = escapedPath(u)
 	}
 	if p == "" {
 		p = "/"
 	}
 	return p
+}
+
+// escapedPath is u.EscapedPath() without its allocation in the common
+// case of a RawPath (a path with escapes, e.g. an S3 key with a space):
+// when RawPath holds only unreserved bytes, '/' and valid %XX escapes and
+// decodes to Path, EscapedPath returns RawPath, and so does this; every
+// other URL goes to EscapedPath itself.
+func escapedPath(u *url.URL) string {
+	if u.RawPath != "" && rawPathDecodesTo(u.RawPath, u.Path) {
+		return u.RawPath
+	}
+	return u.EscapedPath()
+}
+
+// rawPathDecodesTo reports whether raw consists of unreserved bytes, '/'
+// and %XX escapes only, and percent-decodes to path.
+func rawPathDecodesTo(raw, path string) bool {
+	j := 0
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case isUnreserved(c) || c == '/':
+		case c == '%' && i+2 < len(raw) && isHexDigit(raw[i+1]) && isHexDigit(raw[i+2]):
+			c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
+			i += 2
+		default:
+			return false
+		}
+		if j >= len(path) || path[j] != c {
+			return false
+		}
+		j++
+	}
+	return j == len(path)
 }
 
 // normalizePath removes "." and ".." segments and empty segments from an
