@@ -299,10 +299,13 @@ func (st *prepState) sign(ctx context.Context, t time.Time) (*http.Request, erro
 	if err != nil {
 		return nil, err
 	}
-	out := st.tmpl.WithContext(ctx)
-	u := new(url.URL)
-	*u = st.url
-	out.URL = u
+	// One allocation holds the outgoing request, its URL and the values
+	// of the three signing headers.
+	o := new(outgoing)
+	o.req = *st.tmpl.WithContext(ctx) // inlined: the copy does not escape
+	o.url = st.url
+	out := &o.req
+	out.URL = &o.url
 	h := make(http.Header, len(st.hdrs)+3)
 	for _, kv := range st.hdrs {
 		// A full slice: an Add on the outgoing request cannot write into
@@ -323,7 +326,7 @@ func (st *prepState) sign(ctx context.Context, t time.Time) (*http.Request, erro
 				return nil, err
 			}
 		} else {
-			vals := make([]string, 3)
+			vals := o.vals[:]
 			vals[0], vals[1], vals[2] = authz, date, creds.SessionToken
 			h["Authorization"] = vals[0:1:1]
 			h["X-Amz-Date"] = vals[1:2:2]
@@ -344,6 +347,13 @@ func (st *prepState) sign(ctx context.Context, t time.Time) (*http.Request, erro
 		}
 	}
 	return out, nil
+}
+
+// outgoing is what Sign allocates for a fast-signed request.
+type outgoing struct {
+	req  http.Request
+	url  url.URL
+	vals [3]string // Authorization, X-Amz-Date, X-Amz-Security-Token
 }
 
 // signSDK signs out with aws-sdk-go-v2's v4 signer and returns the seed
