@@ -201,13 +201,11 @@ const maxPooledBuf = 64 << 10
 // and the X-Amz-Date value. ok is false for a signing time it does not
 // handle (a year outside 0000-9999); the caller then uses the SDK signer.
 func (s *Signer) signFast(plan *signPlan, creds aws.Credentials, t time.Time) (authz, date string, ok bool) {
-	t = t.UTC()
-	var amzBuf, dayBuf [24]byte
-	amz := t.AppendFormat(amzBuf[:0], amzDateFormat)
-	day := t.AppendFormat(dayBuf[:0], "20060102")
-	if len(amz) != len(amzDateFormat) || len(day) != 8 {
+	var amzBuf [len(amzDateFormat)]byte
+	if !formatAmzDate(&amzBuf, t) {
 		return "", "", false
 	}
+	amz, day := amzBuf[:], amzBuf[:8]
 	f := &plan.fast
 	c := f.canon
 	tok := creds.SessionToken != ""
@@ -270,6 +268,33 @@ func (s *Signer) signFast(plan *signPlan, creds aws.Credentials, t time.Time) (a
 	*bp = b
 	putBuf(bp)
 	return out[len(amz):], out[:len(amz)], true
+}
+
+// formatAmzDate writes t in UTC as X-Amz-Date (20060102T150405Z) into
+// dst, what t.UTC().Format(amzDateFormat) gives, without the layout
+// parsing. It reports false for a year outside 0000-9999.
+func formatAmzDate(dst *[len(amzDateFormat)]byte, t time.Time) bool {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return false
+	}
+	hour, min, sec := t.Clock()
+	put := func(i, v, n int) {
+		for j := i + n - 1; j >= i; j-- {
+			dst[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	put(4, int(month), 2)
+	put(6, day, 2)
+	dst[8] = 'T'
+	put(9, hour, 2)
+	put(11, min, 2)
+	put(13, sec, 2)
+	dst[15] = 'Z'
+	return true
 }
 
 // putBuf returns a buffer to bufPool unless it grew too large to keep.

@@ -446,3 +446,46 @@ func TestIsCanonicalQuery(t *testing.T) {
 		})
 	}
 }
+
+// TestFormatAmzDate proves formatAmzDate equals time.Format with the
+// X-Amz-Date layout, and refuses the years Format would not write as
+// four digits.
+func TestFormatAmzDate(t *testing.T) {
+	east := time.FixedZone("east", 5*3600+30*60)
+	cases := []struct {
+		name string
+		t    time.Time
+		ok   bool
+	}{
+		{"epoch", time.Unix(0, 0), true},
+		{"benchmark time", time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{"end of day", time.Date(2024, 2, 29, 23, 59, 59, 999999999, time.UTC), true},
+		{"zone converted to UTC", time.Date(2030, 1, 1, 2, 0, 0, 0, east), true},
+		{"year 0", time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{"year 9999", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), true},
+		{"year 10000", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"year -1", time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"zero time", time.Time{}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var b [len(amzDateFormat)]byte
+			ok := formatAmzDate(&b, tc.t)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if want := tc.t.UTC().Format(amzDateFormat); ok && string(b[:]) != want {
+				t.Errorf("formatAmzDate = %q, Format = %q", b[:], want)
+			}
+		})
+	}
+	// Every second of a random walk over four centuries.
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20000; i++ {
+		tm := time.Unix(r.Int64N(400*365*86400)-100*365*86400, 0)
+		var b [len(amzDateFormat)]byte
+		if !formatAmzDate(&b, tm) || string(b[:]) != tm.UTC().Format(amzDateFormat) {
+			t.Fatalf("%v: formatAmzDate = %q, want %q", tm, b[:], tm.UTC().Format(amzDateFormat))
+		}
+	}
+}

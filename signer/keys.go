@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -20,25 +21,38 @@ type keyID struct {
 	date                    [8]byte // YYYYMMDD
 }
 
-// keyCache is a bounded cache of derived SigV4 signing keys.
+// keyCache is a bounded cache of derived SigV4 signing keys, with the
+// last key used in front of it (a proxy signs for one scope most of the
+// time, and then the lock and hash of the LRU are skipped).
 type keyCache struct {
 	once  sync.Once
-	cache *lru.Cache[keyID, []byte]
+	cache *lru.Cache[keyID, *keyEntry]
+	last  atomic.Pointer[keyEntry]
+}
+
+// keyEntry is one derived key; entries are never modified once made.
+type keyEntry struct {
+	id  keyID
+	key []byte
 }
 
 // get returns the cached key for id, deriving it on a miss. The returned
 // slice is shared: callers must not modify it.
 func (c *keyCache) get(id keyID) []byte {
+	if e := c.last.Load(); e != nil && e.id == id {
+		return e.key
+	}
 	c.once.Do(func() {
 		// lru.New only fails for a size <= 0.
-		c.cache, _ = lru.New[keyID, []byte](keyCacheSize)
+		c.cache, _ = lru.New[keyID, *keyEntry](keyCacheSize)
 	})
-	if k, ok := c.cache.Get(id); ok {
-		return k
+	e, ok := c.cache.Get(id)
+	if !ok {
+		e = &keyEntry{id: id, key: deriveSigningKey(id.secret, string(id.date[:]), id.region, id.service)}
+		c.cache.Add(id, e)
 	}
-	k := deriveSigningKey(id.secret, string(id.date[:]), id.region, id.service)
-	c.cache.Add(id, k)
-	return k
+	c.last.Store(e)
+	return e.key
 }
 
 // SigningKey returns the SigV4 signing key for secretKey on date

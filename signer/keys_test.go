@@ -66,3 +66,29 @@ func TestSigningKeyConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSigningKeyAlternatingScopes: the last-key memo in front of the LRU
+// never answers for another secret, day, region or service.
+func TestSigningKeyAlternatingScopes(t *testing.T) {
+	s := New(credentials.NewStaticCredentialsProvider("A", "S", ""), Options{})
+	scopes := []struct {
+		name                          string
+		secret, date, region, service string
+	}{
+		{"s3", "secret", "20310101", "us-east-1", "s3"},
+		{"lambda", "secret", "20310101", "us-east-1", "lambda"},
+		{"other region", "secret", "20310101", "eu-west-1", "lambda"},
+		{"next day", "secret", "20310102", "eu-west-1", "lambda"},
+		{"rotated secret", "secret2", "20310102", "eu-west-1", "lambda"},
+	}
+	for round := 0; round < 3; round++ {
+		for _, sc := range scopes {
+			for rep := 0; rep < 2; rep++ { // a memo hit on the second
+				got := s.SigningKey(sc.secret, sc.date, sc.region, sc.service)
+				if want := deriveSigningKey(sc.secret, sc.date, sc.region, sc.service); !bytes.Equal(got, want) {
+					t.Fatalf("round %d, %s: wrong key", round, sc.name)
+				}
+			}
+		}
+	}
+}
