@@ -95,7 +95,7 @@ func (st *prepState) planFast(query url.Values, rawQuery string) {
 		add(line{name: "content-length", kind: 'l'})
 	}
 	for _, sg := range plan.signed {
-		if !add(line{name: sg.name, vals: sg.vals}) {
+		if !add(line{name: sg.name, vals: st.hdrs[sg.hdr].vals}) {
 			plan.sdkOnly = true
 			return
 		}

@@ -91,7 +91,7 @@ func (s *Signer) hashBody(req *http.Request, b *body) (string, error) {
 	if req.ContentLength > max {
 		return "", tooLarge(req.ContentLength, max)
 	}
-	data, err := readBody(req.Body, req.ContentLength, max)
+	data, err := readBody(req.Body, req.ContentLength, max, &b.probe)
 	if err != nil {
 		return "", badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
 	}
@@ -114,7 +114,7 @@ func (s *Signer) passthroughBody(req *http.Request, b *body) error {
 		return nil
 	}
 	if n := req.ContentLength; n > 0 && n <= replayBufferMax {
-		data, err := readBody(req.Body, n, n)
+		data, err := readBody(req.Body, n, n, &b.probe)
 		if err != nil {
 			return badRequest("IncompleteBody", "could not read the request body", fmt.Errorf("read body: %w", err))
 		}
@@ -128,13 +128,15 @@ func (s *Signer) passthroughBody(req *http.Request, b *body) error {
 	return nil
 }
 
-// readBody reads r up to max+1 bytes (so that an oversize body shows),
-// sizing the buffer from the declared length n when known.
 // readBodyUpfront is the largest declared length readBody allocates before
 // the data arrives.
 const readBodyUpfront = 64 << 10
 
-func readBody(r io.Reader, n, max int64) ([]byte, error) {
+// readBody reads r up to max+1 bytes (so that an oversize body shows),
+// sizing the buffer from the declared length n when known. A body of known
+// length is read into a buffer of exactly n bytes (a 1 KiB body stays in
+// the 1 KiB size class) and the byte past it, if any, through probe.
+func readBody(r io.Reader, n, max int64, probe *[1]byte) ([]byte, error) {
 	if n < 0 || n > max {
 		return io.ReadAll(io.LimitReader(r, max+1))
 	}
@@ -148,7 +150,7 @@ func readBody(r io.Reader, n, max int64) ([]byte, error) {
 		}
 		return b.Bytes(), nil
 	}
-	buf := make([]byte, n+1) // one more to see a body longer than declared
+	buf := make([]byte, n)
 	got, err := io.ReadFull(r, buf)
 	switch {
 	case err == io.ErrUnexpectedEOF || err == io.EOF:
@@ -156,7 +158,15 @@ func readBody(r io.Reader, n, max int64) ([]byte, error) {
 	case err != nil:
 		return nil, err
 	}
-	return buf[:got], nil
+	// One more byte to see a body longer than declared.
+	switch extra, err := io.ReadFull(r, probe[:]); {
+	case extra == 1:
+		return append(buf, probe[0]), nil
+	case err == io.EOF:
+		return buf, nil
+	default:
+		return nil, err
+	}
 }
 
 func tooLarge(n, max int64) *RequestError {
@@ -179,6 +189,7 @@ type body struct {
 	stream   io.ReadCloser
 	taken    int32 // 1 once stream was handed out
 	length   int64 // outgoing ContentLength; -1 unknown
+	probe    [1]byte
 }
 
 func (b *body) replayable() bool { return b.buffered }

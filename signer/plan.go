@@ -35,11 +35,11 @@ type headerKV struct {
 	vals []string
 }
 
-// signedHeader is one header to sign: its lower-case name and the values
-// of the one key that carries it.
+// signedHeader is one header to sign: its lower-case name and the index
+// in prepState.hdrs of the one key that carries it.
 type signedHeader struct {
 	name string
-	vals []string
+	hdr  int
 }
 
 // setTemplate builds the outgoing request template and header snapshot
@@ -77,17 +77,17 @@ func (st *prepState) setTemplate(req *http.Request, host string, pl payload) {
 }
 
 // lookup finds the header named name (lower-case) in the snapshot: the
-// values of the first key that matches and how many keys match.
-func (st *prepState) lookup(name string) (vals []string, n int) {
-	for _, kv := range st.hdrs {
+// index of the first key that matches and how many keys match.
+func (st *prepState) lookup(name string) (first, n int) {
+	for i, kv := range st.hdrs {
 		if strings.EqualFold(kv.key, name) {
 			if n == 0 {
-				vals = kv.vals
+				first = i
 			}
 			n++
 		}
 	}
-	return vals, n
+	return first, n
 }
 
 // connectionToken reports whether the Connection header names name.
@@ -152,14 +152,14 @@ func (st *prepState) maybeSign(n string) {
 			return
 		}
 	}
-	vals, count := st.lookup(n)
+	first, count := st.lookup(n)
 	if count == 0 || st.connectionToken(n) {
 		return
 	}
 	if count > 1 {
 		plan.sdkOnly = true
 	}
-	plan.signed = append(plan.signed, signedHeader{name: n, vals: vals})
+	plan.signed = append(plan.signed, signedHeader{name: n, hdr: first})
 }
 
 // isUnreserved reports whether c is an RFC 3986 unreserved character, the
