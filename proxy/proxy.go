@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -127,6 +128,9 @@ type runtime struct {
 	handler   http.Handler
 	conns     *connSet
 	authValue string // expected Proxy-Authorization value
+	// tunnelErrorLog is the ErrorLog of every tunnel's http.Server (one
+	// shared logger rather than one per tunnel).
+	tunnelErrorLog *log.Logger
 
 	active   atomic.Int64 // requests in the pipeline
 	draining atomic.Bool
@@ -157,6 +161,7 @@ func (p *Proxy) build() (*runtime, error) {
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
 	}
+	rt.tunnelErrorLog = slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug)
 	patterns := DefaultInterceptPatterns()
 	if p.Intercept != nil {
 		patterns = p.Intercept.Patterns()
