@@ -131,6 +131,7 @@ type runtime struct {
 	// tunnelErrorLog is the ErrorLog of every tunnel's http.Server (one
 	// shared logger rather than one per tunnel).
 	tunnelErrorLog *log.Logger
+	copyBufs       *sync.Pool // writeResponse's copy buffers
 
 	active   atomic.Int64 // requests in the pipeline
 	draining atomic.Bool
@@ -161,6 +162,7 @@ func (p *Proxy) build() (*runtime, error) {
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
 	}
+	rt.copyBufs = newCopyBufPool()
 	rt.tunnelErrorLog = slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug)
 	patterns := DefaultInterceptPatterns()
 	if p.Intercept != nil {

@@ -141,24 +141,39 @@ func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
 			resp.Close = true
 			rc.SetReadDeadline(time.Now().Add(idle))
 		}
-		writeResponse(w, rc, resp, idle)
+		writeResponse(w, rc, resp, idle, rt.copyBufs)
 	})
 }
 
-// writeResponse copies resp to w, flushing as the body arrives. An upstream
-// body that fails part way aborts the connection, so the client sees a
-// truncated answer rather than a complete-looking one.
-func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, idle time.Duration) {
+// copyBufSize is the size of the buffers writeResponse copies bodies
+// through.
+const copyBufSize = 32 << 10
+
+// newCopyBufPool returns the pool of writeResponse's copy buffers: one
+// buffer per response would be 32 KiB of garbage for a 70-byte answer.
+func newCopyBufPool() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+}
+
+// writeResponse copies resp to w. It flushes when a read of the upstream
+// body comes back short without ending it (the upstream has nothing more
+// for now, as in an event stream or a chunked answer sent piece by piece),
+// and once at the end, still under the write deadline. A body that arrived
+// whole costs one write. An upstream body that fails part way aborts the
+// connection, so the client sees a truncated answer rather than a
+// complete-looking one.
+func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, idle time.Duration, bufs *sync.Pool) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vv := range resp.Header {
 		h[k] = vv
 	}
 	// Nothing the upstream did not send: no sniffed Content-Type, no Date.
-	for _, k := range []string{"Content-Type", "Date"} {
-		if _, ok := h[k]; !ok {
-			h[k] = nil
-		}
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = nil
 	}
 	if resp.ContentLength >= 0 && h.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -171,7 +186,9 @@ func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *htt
 	}
 	rc.SetWriteDeadline(time.Now().Add(idle))
 	w.WriteHeader(resp.StatusCode)
-	buf := make([]byte, 32<<10)
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -179,7 +196,13 @@ func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *htt
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				panic(http.ErrAbortHandler)
 			}
-			rc.Flush()
+			if n < len(buf) && err == nil {
+				// A short read: the next one would likely wait for the
+				// upstream, so let the client have what there is.
+				if rc.Flush() != nil {
+					panic(http.ErrAbortHandler)
+				}
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -191,6 +214,11 @@ func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *htt
 	}
 	for k, vv := range resp.Trailer {
 		h[k] = vv
+	}
+	// The last bytes go out under the deadline: net/http's own flush
+	// after the handler has none.
+	if rc.Flush() != nil {
+		panic(http.ErrAbortHandler)
 	}
 	rc.SetWriteDeadline(time.Time{})
 }
