@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -117,32 +116,7 @@ func relStart(tb testing.TB, o relOptions) *relFixture {
 		tb.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.proxy.Serve(ctx, ln) }()
-	var once sync.Once
-	f.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					tb.Errorf("Serve: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				tb.Error("Serve did not return after its context was cancelled")
-			}
-			if tr, ok := f.proxy.Transport.(*http.Transport); ok {
-				tr.CloseIdleConnections()
-			}
-		})
-	}
-	tb.Cleanup(func() {
-		f.stop()
-		if tb.Failed() {
-			tb.Logf("proxy log:\n%s", f.logs.String())
-		}
-	})
+	f.stop = serveProxy(tb, f.proxy, ln, f.logs)
 	return f
 }
 

@@ -147,30 +147,43 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
+	h.stop = serveProxy(t, h.proxy, &countingListener{Listener: ln, n: h.accepts}, h.logs)
+	return h
+}
+
+// serveProxy serves p on ln until the returned stop is called (idempotent;
+// also at cleanup, which prints the proxy's log if the test failed). stop
+// cancels Serve, waits for it, and closes the proxy's idle upstream
+// connections.
+func serveProxy(tb testing.TB, p *Proxy, ln net.Listener, logs *logBuffer) (stop func()) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.proxy.Serve(ctx, &countingListener{Listener: ln, n: h.accepts}) }()
+	go func() { done <- p.Serve(ctx, ln) }()
 	var once sync.Once
-	h.stop = func() {
+	stop = func() {
 		once.Do(func() {
 			cancel()
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("Serve: %v", err)
+					tb.Errorf("Serve: %v", err)
 				}
 			case <-time.After(15 * time.Second):
-				t.Error("Serve did not return after its context was cancelled")
+				tb.Error("Serve did not return after its context was cancelled")
+			}
+			if tr, ok := p.Transport.(*http.Transport); ok {
+				tr.CloseIdleConnections()
 			}
 		})
 	}
-	t.Cleanup(func() {
-		h.stop()
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", h.logs.String())
+	tb.Cleanup(func() {
+		stop()
+		if tb.Failed() {
+			tb.Logf("proxy log:\n%s", logs.String())
 		}
 	})
-	return h
+	return stop
 }
 
 type countingListener struct {
