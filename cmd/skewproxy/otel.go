@@ -61,6 +61,10 @@ func setupOTel(ctx context.Context, serviceVersion string) (*otelSetup, error) {
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if spanExp != nil && !autoexport.IsNoneSpanExporter(spanExp) {
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(spanExp))
+	} else {
+		// Spans would go nowhere: do not record them (the request path
+		// skips building their attributes; metrics are unaffected).
+		tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.NeverSample()))
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 

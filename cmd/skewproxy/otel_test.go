@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/otel/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -161,7 +162,17 @@ func TestSetupOTelTraceExport(t *testing.T) {
 			defer tel.Close()
 			req := httptest.NewRequest(http.MethodPost, "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations", nil)
 			req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-			_, o := tel.Start(ctx, req)
+			spanCtx, o := tel.Start(ctx, req)
+			// Without an exporter the span is not recorded (the request
+			// path then skips its attributes) but still continues the
+			// client's trace.
+			span := trace.SpanFromContext(spanCtx)
+			if span.IsRecording() != tc.wantSpans {
+				t.Errorf("span recording = %v, want %v", span.IsRecording(), tc.wantSpans)
+			}
+			if got := span.SpanContext().TraceID().String(); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+				t.Errorf("span trace id = %s, want the client's", got)
+			}
 			o.Classified(proxy.RequestInfo{Service: "lambda", Region: "us-east-1", Operation: "Invoke"})
 			o.Signed(time.Now())
 			o.Retried(signer.FailureSignatureExpired)

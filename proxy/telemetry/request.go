@@ -103,9 +103,9 @@ func (r *requestObserver) Classified(info proxy.RequestInfo) {
 
 // maxSignatureAge is how old the client's signature of req may be before AWS
 // refuses it: X-Amz-Expires for a presigned URL (0 if unreadable), else
-// SignatureAgeWarning.
-func maxSignatureAge(req *http.Request) time.Duration {
-	if !isPresigned(req) {
+// SignatureAgeWarning. presigned is isPresigned(req).
+func maxSignatureAge(req *http.Request, presigned bool) time.Duration {
+	if !presigned {
 		return SignatureAgeWarning
 	}
 	q := req.URL.Query()
@@ -131,15 +131,21 @@ func (r *requestObserver) Queued() {
 
 // Dequeued marks the end of the wait and records its length.
 func (r *requestObserver) Dequeued(waited time.Duration) {
+	r.t.queueWait.Record(r.ctx, waited.Seconds())
+	if !r.span.IsRecording() {
+		return
+	}
 	age := KeyQueueAgeMS.Float64(ms(waited))
 	r.span.AddEvent(EventDequeued, trace.WithAttributes(age))
 	r.span.SetAttributes(age)
-	r.t.queueWait.Record(r.ctx, waited.Seconds())
 }
 
 // Signed records the signing time of an attempt and the clock status it was
 // read under (a retry may sign under a newly corrected clock).
 func (r *requestObserver) Signed(at time.Time) {
+	if !r.span.IsRecording() {
+		return
+	}
 	r.span.AddEvent(EventSigned, trace.WithAttributes(
 		KeySigningTime.String(at.UTC().Format(time.RFC3339Nano))))
 	r.span.SetAttributes(r.t.clockAttrs()...)

@@ -219,11 +219,14 @@ func (t *Telemetry) Start(ctx context.Context, req *http.Request) (context.Conte
 	if host := serverAddress(req); host != "" {
 		attrs = append(attrs, KeyServerAddress.String(host))
 	}
-	attrs = append(attrs, t.clockAttrs()...)
 	ctx, span := t.tracer.Start(ctx, defaultSpanName,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attrs...))
-	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID(""), maxAge: maxSignatureAge(req), presigned: isPresigned(req)}
+	if span.IsRecording() {
+		span.SetAttributes(t.clockAttrs()...)
+	}
+	presigned := isPresigned(req)
+	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID(""), maxAge: maxSignatureAge(req, presigned), presigned: presigned}
 }
 
 // defaultSpanName names the span of a request that was never classified.
