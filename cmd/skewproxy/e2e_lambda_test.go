@@ -228,8 +228,16 @@ func lambdaE2EInvoke(ctx context.Context, c *lambda.Client, fn string) (time.Dur
 	return time.Since(start), err
 }
 
-// lambdaE2EFunctionRequests counts the requests the fake recorded for fn.
-func lambdaE2EFunctionRequests(fake *proxytest.AWS, fn string) int {
+// lambdaE2EFunctionRequests counts the requests the fake recorded for fn,
+// once the fake has recorded every request it has answered (an SDK can hold
+// an answer a moment before the fake's handler returns and records it).
+func lambdaE2EFunctionRequests(t *testing.T, fake *proxytest.AWS, fn string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !fake.WaitIdle(ctx) {
+		t.Error("the fake still has requests in its handler after 5s")
+	}
 	n := 0
 	for _, r := range fake.Requests() {
 		if r.Function == fn {
@@ -509,7 +517,7 @@ func TestLambdaE2EQueueTimeout(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatalf("first invoke: %v", err)
 	}
-	if got := lambdaE2EFunctionRequests(fake, fn); got != 1 {
+	if got := lambdaE2EFunctionRequests(t, fake, fn); got != 1 {
 		t.Errorf("fake saw %d invokes of %s, want 1 (the timed-out one must not be sent)", got, fn)
 	}
 }
@@ -549,7 +557,7 @@ func TestLambdaE2EQueueFull(t *testing.T) {
 			t.Errorf("held invoke: %v", err)
 		}
 	}
-	if got := lambdaE2EFunctionRequests(fake, fn); got != 2 {
+	if got := lambdaE2EFunctionRequests(t, fake, fn); got != 2 {
 		t.Errorf("fake saw %d invokes of %s, want 2", got, fn)
 	}
 }
@@ -588,7 +596,7 @@ func TestLambdaE2EClientCancelWhileQueued(t *testing.T) {
 	// Give a wrongly admitted request time to reach the fake.
 	lambdaE2EWaitStatus(t, p, 5*time.Second, "nothing in flight", func(s lambdaE2EStatus) bool { return s.Inflight == 0 && s.Queued == 0 })
 	time.Sleep(300 * time.Millisecond)
-	if got := lambdaE2EFunctionRequests(fake, fn); got != 1 {
+	if got := lambdaE2EFunctionRequests(t, fake, fn); got != 1 {
 		t.Errorf("fake saw %d invokes of %s, want 1 (the cancelled one must not be sent)", got, fn)
 	}
 	// The slot was not leaked: another invoke goes through.

@@ -82,6 +82,7 @@ type AWS struct {
 	total     int // Lambda invocations in flight over all functions
 	stats     Stats
 	recorded  []Request
+	handling  int // requests whose handler has not returned (and so not been recorded)
 	caFile    string
 }
 
@@ -298,6 +299,28 @@ func (a *AWS) Requests() []Request {
 	return append([]Request(nil), a.recorded...)
 }
 
+// WaitIdle waits until every request that has arrived is recorded (its
+// handler returned) or ctx ends, and reports whether it got there. A client
+// can hold its whole answer a moment before the fake records the request,
+// so a test counting requests right after an answer calls this first.
+func (a *AWS) WaitIdle(ctx context.Context) bool {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a.mu.Lock()
+		idle := a.handling == 0
+		a.mu.Unlock()
+		if idle {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
 // Reset clears the counters, recorded requests and pending FailNext modes.
 func (a *AWS) Reset() {
 	a.mu.Lock()
@@ -337,6 +360,9 @@ func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Header: r.Header.Clone(), Service: svc,
 	}
 	sw := &statusWriter{ResponseWriter: w}
+	a.mu.Lock()
+	a.handling++
+	a.mu.Unlock()
 	defer func() { a.record(rec, sw.status) }()
 
 	a.mu.Lock()
@@ -434,6 +460,7 @@ func (a *AWS) record(rec Request, status int) {
 	rec.Status = status
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.handling--
 	a.recorded = append(a.recorded, rec)
 	if over := len(a.recorded) - a.opts.MaxRecorded; over > 0 {
 		a.recorded = append([]Request(nil), a.recorded[over:]...)
