@@ -59,7 +59,7 @@ bench:
 	./.ci/bench
 
 soak: deps
-	SKEWPROXY_SOAK=1 go test -run TestSoak -count=1 -timeout 20m -v ./proxy/
+	SKEWPROXY_SOAK=1 go test -run 'TestSoak|TestPresignE2EClampedURLLivesUntilSessionEnd' -count=1 -timeout 25m -v ./proxy/ ./cmd/skewproxy/
 
 clean:
 	rm -rf bin

@@ -341,6 +341,42 @@ func TestPresignE2ETemporaryCredentials(t *testing.T) {
 	}
 }
 
+// TestPresignE2EClampedURLLivesUntilSessionEnd waits a MinIO STS session
+// out (15 minutes, MinIO's shortest): the URL clamped to the session works
+// 20 s before the session ends and is refused 5 s after. It runs only with
+// SKEWPROXY_SOAK=1 (make soak).
+func TestPresignE2EClampedURLLivesUntilSessionEnd(t *testing.T) {
+	if os.Getenv("SKEWPROXY_SOAK") != "1" {
+		t.Skip("set SKEWPROXY_SOAK=1 (make soak) to wait out a 15-minute STS session")
+	}
+	m := presignE2EMinIO(t)
+	session := presignE2EAssumeRole(t, m)
+	env := presignE2EProcessProfile(t, session)
+	res, _ := presignE2ERun(t, env, presignE2EArgs("--expires", "1h", "--clamp",
+		"--endpoint-url", m.Endpoint(), "s3://"+presignE2EBucket+"/"+presignE2EKey)...)
+	if !res.Clamped || res.CredentialExpiresAt == nil {
+		t.Fatalf("not clamped: %+v", res)
+	}
+	if gap := res.CredentialExpiresAt.Sub(res.ExpiresAt); gap < 0 || gap > 2*time.Second {
+		t.Errorf("URL ends %s, session %s: want the URL to end with the session (within 2 s)", res.ExpiresAt, res.CredentialExpiresAt)
+	}
+	check := func(at time.Time, wantOK bool) {
+		t.Helper()
+		time.Sleep(time.Until(at))
+		code, body := presignE2ECurl(t, res.URL)
+		t.Logf("%s before the session ends: %d", time.Until(*res.CredentialExpiresAt).Round(time.Second), code)
+		switch {
+		case wantOK && (code != http.StatusOK || body != presignE2EContent):
+			t.Errorf("clamped URL before the session ends: %d %q", code, body)
+		case !wantOK && code != http.StatusForbidden:
+			t.Errorf("clamped URL after the session ended: %d %q, want 403", code, body)
+		}
+	}
+	check(time.Now(), true)
+	check(res.CredentialExpiresAt.Add(-20*time.Second), true)
+	check(res.CredentialExpiresAt.Add(5*time.Second), false)
+}
+
 // presignE2EAdmin asks a running proxy's admin port for a URL.
 func presignE2EAdmin(t *testing.T, p *runningProxy, body string) presignResult {
 	t.Helper()
