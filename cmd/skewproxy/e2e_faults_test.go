@@ -474,9 +474,9 @@ func TestFaultsE2ESIGTERMWithInflightRequests(t *testing.T) {
 		return n
 	}
 	// The fake records a request just after its handler returns.
-	for wait := time.Now().Add(5 * time.Second); int64(countSlow()) < okCount.Load() && time.Now().Before(wait); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	idleCtx, idleCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer idleCancel()
+	fake.WaitIdle(idleCtx)
 	seen := countSlow()
 	t.Logf("SIGTERM with %d in flight (+%d late): %d completed, refused %v; upstream saw %d; exit after %v (%v)",
 		inflight, late, okCount.Load(), failures, seen, exitAfter.Round(time.Millisecond), exitErr)
@@ -497,15 +497,14 @@ func TestFaultsE2ESIGTERMWithInflightRequests(t *testing.T) {
 	}
 }
 
-// faultsE2ERecorded waits (up to 5 s) until fake has recorded n requests:
-// it records a request after its handler returns, which may be just after
-// the client has the whole answer.
+// faultsE2ERecorded checks that fake recorded n requests, once it has
+// recorded every request it answered (up to 5 s): it records a request after
+// its handler returns, which may be just after the client has the answer.
 func faultsE2ERecorded(t *testing.T, fake *proxytest.AWS, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(fake.Requests()) < n && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fake.WaitIdle(ctx)
 	if got := len(fake.Requests()); got != n {
 		t.Fatalf("fake recorded %d requests, want %d", got, n)
 	}

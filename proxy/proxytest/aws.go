@@ -360,12 +360,10 @@ func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Header: r.Header.Clone(), Service: svc,
 	}
 	sw := &statusWriter{ResponseWriter: w}
-	a.mu.Lock()
-	a.handling++
-	a.mu.Unlock()
 	defer func() { a.record(rec, sw.status) }()
 
 	a.mu.Lock()
+	a.handling++
 	a.stats.Requests++
 	a.stats.LastHeader = rec.Header
 	var mode FailMode
