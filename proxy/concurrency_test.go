@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
 	"github.com/skewproxy/skewproxy/proxy/proxytest"
 )
 
@@ -135,4 +136,85 @@ func TestDrainTimeoutAbortsStuckRequest(t *testing.T) {
 		t.Fatalf("Serve took %v with DrainTimeout 300ms", d)
 	}
 	eventually(t, "the aborted request to leave the pipeline", func() bool { return h.proxy.Inflight() == 0 })
+}
+
+// TestInvokePathsNamingNoFunctionPassThrough sends, through the proxy with
+// the Lambda limiter in place, POSTs whose paths look like invoke paths but
+// name no function. They are not invokes: the proxy signs and forwards them
+// like any other request, and the upstream's answer reaches the client.
+// (The limiter's recogniser once sliced out of range on the first two,
+// whose prefix and suffix share a slash; the connection died with it.)
+func TestInvokePathsNamingNoFunctionPassThrough(t *testing.T) {
+	h := newHarness(t, harnessOptions{tweak: func(p *Proxy) {
+		p.Admitter = lambdalimit.New(lambdalimit.Config{MaxInflight: 1})
+	}})
+	c := h.client()
+	for _, path := range []string{
+		"/2015-03-31/functions/invocations",
+		"/2021-11-15/functions/response-streaming-invocations",
+		"/2015-03-31/functions//invocations",
+		"/2015-03-31/functions/a%2Fb/invocations",
+	} {
+		t.Run(path, func(t *testing.T) {
+			before := h.fake.Stats().Verified
+			resp, err := c.Post("https://lambda.us-east-1.amazonaws.com"+path, "application/json", strings.NewReader(`{}`))
+			if err != nil {
+				t.Fatalf("POST %s through the proxy: %v", path, err)
+			}
+			body := readAll(t, resp)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Amzn-ErrorType") != "UnknownOperationException" {
+				t.Errorf("POST %s: status %d (%s), want the fake Lambda's 400 UnknownOperationException", path, resp.StatusCode, body)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if !h.fake.WaitIdle(ctx) {
+				t.Fatal("the fake did not finish its requests")
+			}
+			if got := h.fake.Stats().Verified; got != before+1 {
+				t.Errorf("POST %s: fake verified %d new requests, want 1 (signed by the proxy and forwarded)", path, got-before)
+			}
+		})
+	}
+}
+
+// panickyAdmitter panics for one function and admits everything else.
+type panickyAdmitter struct{ fn string }
+
+func (a panickyAdmitter) Admit(_ context.Context, req *http.Request) (func(int, http.Header), time.Duration, error) {
+	if strings.Contains(req.URL.Path, "/functions/"+a.fn+"/") {
+		panic("admitter bug for " + a.fn)
+	}
+	return func(int, http.Header) {}, 0, nil
+}
+
+// TestPipelinePanicAnswersAndEndsExchange: a bug that panics inside the
+// request pipeline costs that one request a clear 500, not a dropped
+// connection, and the exchange still ends (it stops counting as in flight,
+// so a drain does not wait for it). The next request goes through.
+func TestPipelinePanicAnswersAndEndsExchange(t *testing.T) {
+	h := newHarness(t, harnessOptions{tweak: func(p *Proxy) { p.Admitter = panickyAdmitter{fn: "buggy"} }})
+	c := h.client()
+	resp, err := c.Post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/buggy/invocations", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatalf("the request that hit the panic got no answer: %v", err)
+	}
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "ProxyInternalError") {
+		t.Errorf("panic answer: %d %s, want 500 ProxyInternalError", resp.StatusCode, body)
+	}
+	eventually(t, "the panicked request to stop counting as in flight", func() bool { return h.proxy.Inflight() == 0 })
+	if !strings.Contains(h.logs.String(), "bug: request pipeline panicked") || !strings.Contains(h.logs.String(), "admitter bug for buggy") {
+		t.Errorf("the log does not say what panicked:\n%s", h.logs.String())
+	}
+	if n := h.fake.Stats().Verified; n != 0 {
+		t.Errorf("fake verified %d requests, want 0 (the panic came before signing)", n)
+	}
+
+	resp, err = c.Post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/fine/invocations", "application/json", strings.NewReader(`"next"`))
+	if err != nil {
+		t.Fatalf("request after the panic: %v", err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || body != `"next"` {
+		t.Errorf("request after the panic: %d %s", resp.StatusCode, body)
+	}
 }

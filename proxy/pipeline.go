@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +27,7 @@ const maxErrorPeek = 8 << 10
 // roundTrip is goproxy's round tripper for every request: the request
 // pipeline. It never returns an error: every failure becomes an answer the
 // client can read (goproxy would otherwise drop the connection).
-func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (*http.Response, error) {
+func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (resp *http.Response, _ error) {
 	rt.active.Add(1)
 	start := time.Now() // for the duration only; signing time comes from Clock
 	ctx, cancel := context.WithCancel(req.Context())
@@ -36,6 +38,11 @@ func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (*http.R
 		cancel()
 		rt.active.Add(-1)
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			resp = x.recovered(req, v)
+		}
+	}()
 	req = req.WithContext(ctx)
 	req.RequestURI = ""
 	req.Close = false // the client's Connection: close is hop-by-hop
@@ -292,6 +299,22 @@ func (x *exchange) fail(req *http.Request, service string, err error) *http.Resp
 	}
 	x.rt.log.Warn("request not sent", "host", x.host, "service", service, "status", resp.StatusCode, "err", redactText(err.Error()))
 	return x.finishLocal(req, resp)
+}
+
+// recovered turns a panic in the pipeline (a bug) into an answer the client
+// can read, and still ends the exchange: the admission slot is released,
+// the request stops counting as in flight (a drain would otherwise wait
+// for it), and the log says what happened. http.ErrAbortHandler is the
+// deliberate way to cut a connection and is passed on.
+func (x *exchange) recovered(req *http.Request, v any) *http.Response {
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	x.rt.log.Error("bug: request pipeline panicked; answered 500",
+		"host", x.host, "service", x.info.Service, "panic", redactText(fmt.Sprint(v)), "stack", string(debug.Stack()))
+	x.class = signer.Classification{}
+	return x.finishLocal(req, reply(req, x.info.Service, http.StatusInternalServerError, "ProxyInternalError",
+		"skewproxy hit an internal error handling this request (a bug; its log has the details)"))
 }
 
 // finishLocal returns an answer the proxy made itself.

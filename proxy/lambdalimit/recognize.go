@@ -55,13 +55,11 @@ func Recognize(req *http.Request) (Invoke, bool) {
 	path := req.URL.EscapedPath()
 	var seg string
 	var streaming bool
-	switch {
-	case strings.HasPrefix(path, invokePrefix) && strings.HasSuffix(path, invokeSuffix):
-		seg = path[len(invokePrefix) : len(path)-len(invokeSuffix)]
-	case strings.HasPrefix(path, streamPrefix) && strings.HasSuffix(path, streamSuffix):
-		seg = path[len(streamPrefix) : len(path)-len(streamSuffix)]
-		streaming = true
-	default:
+	if s, ok := between(path, invokePrefix, invokeSuffix); ok {
+		seg = s
+	} else if s, ok := between(path, streamPrefix, streamSuffix); ok {
+		seg, streaming = s, true
+	} else {
 		return Invoke{}, false
 	}
 	if seg == "" || strings.Contains(seg, "/") {
@@ -81,6 +79,16 @@ func Recognize(req *http.Request) (Invoke, bool) {
 	}
 	inv.Type = parseInvocationType(req.Header.Get("X-Amz-Invocation-Type"))
 	return inv, true
+}
+
+// between returns what lies between prefix and suffix in s. The two must not
+// overlap: "/2015-03-31/functions/invocations" has both, sharing one slash,
+// and names no function.
+func between(s, prefix, suffix string) (string, bool) {
+	if len(s) < len(prefix)+len(suffix) || !strings.HasPrefix(s, prefix) || !strings.HasSuffix(s, suffix) {
+		return "", false
+	}
+	return s[len(prefix) : len(s)-len(suffix)], true
 }
 
 // ParseFunction normalises a Lambda function identifier as the FunctionName

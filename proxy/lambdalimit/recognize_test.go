@@ -48,6 +48,8 @@ func TestRecognize(t *testing.T) {
 		{name: "unknown identifier form kept whole", target: "/2015-03-31/functions/a:b:c:d:e/invocations",
 			want: Invoke{Function: "a:b:c:d:e", Region: "us-east-1", Type: RequestResponse}, ok: true},
 		{name: "GET is not an invoke", method: http.MethodGet, target: "/2015-03-31/functions/my-fn/invocations"},
+		{name: "prefix and suffix share a slash", target: "/2015-03-31/functions/invocations"},
+		{name: "stream prefix and suffix share a slash", target: "/2021-11-15/functions/response-streaming-invocations"},
 		{name: "get function", method: http.MethodGet, target: "/2015-03-31/functions/my-fn"},
 		{name: "invoke async API", target: "/2014-11-13/functions/my-fn/invoke-async/"},
 		{name: "list functions", method: http.MethodGet, target: "/2015-03-31/functions/"},

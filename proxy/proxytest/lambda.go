@@ -43,13 +43,14 @@ const (
 // serveLambda answers a Lambda request whose signature checked out and
 // returns the operation and function name.
 func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, reqID string) (op, fn string) {
-	p := r.URL.Path
-	switch {
-	case strings.HasPrefix(p, lambdaInvokePrefix) && strings.HasSuffix(p, lambdaInvokeSuffix) && r.Method == http.MethodPost:
-		op, fn = "Invoke", functionName(p[len(lambdaInvokePrefix):len(p)-len(lambdaInvokeSuffix)])
-	case strings.HasPrefix(p, lambdaStreamPrefix) && strings.HasSuffix(p, lambdaStreamSuffix) && r.Method == http.MethodPost:
-		op, fn = "InvokeWithResponseStream", functionName(p[len(lambdaStreamPrefix):len(p)-len(lambdaStreamSuffix)])
-	default:
+	if r.Method == http.MethodPost {
+		if seg, ok := functionSegment(r.URL.Path, lambdaInvokePrefix, lambdaInvokeSuffix); ok {
+			op, fn = "Invoke", functionName(seg)
+		} else if seg, ok := functionSegment(r.URL.Path, lambdaStreamPrefix, lambdaStreamSuffix); ok {
+			op, fn = "InvokeWithResponseStream", functionName(seg)
+		}
+	}
+	if op == "" {
 		awsError{status: 400, code: "UnknownOperationException", message: "Unknown operation"}.write(w, protoJSON, reqID)
 		return "", ""
 	}
@@ -156,6 +157,17 @@ func (a *AWS) admit(fn string, reserved int) (release func(), reason string) {
 		a.inflight[fn]--
 		a.total--
 	}, ""
+}
+
+// functionSegment returns the FunctionName path parameter between prefix
+// and suffix: one non-empty path segment. The prefix and suffix must not
+// overlap ("/2015-03-31/functions/invocations" names no function).
+func functionSegment(path, prefix, suffix string) (string, bool) {
+	if len(path) <= len(prefix)+len(suffix) || !strings.HasPrefix(path, prefix) || !strings.HasSuffix(path, suffix) {
+		return "", false
+	}
+	seg := path[len(prefix) : len(path)-len(suffix)]
+	return seg, !strings.Contains(seg, "/")
 }
 
 // functionName reduces a name, partial ARN or ARN (with or without a
