@@ -39,14 +39,26 @@ func operation(req *http.Request, service string) string {
 func lambdaOperation(req *http.Request) string {
 	p := req.URL.Path
 	switch {
-	case strings.HasSuffix(p, "/response-streaming-invocations") && strings.Contains(p, "/functions/"):
+	case namesFunction(p, "/response-streaming-invocations"):
 		return "InvokeWithResponseStream"
-	case strings.HasSuffix(p, "/invocations") && strings.Contains(p, "/functions/"):
+	case namesFunction(p, "/invocations"):
 		return "Invoke"
-	case strings.HasSuffix(p, "/invoke-async/") || strings.HasSuffix(p, "/invoke-async"):
+	case namesFunction(p, "/invoke-async/"), namesFunction(p, "/invoke-async"):
 		return "InvokeAsync"
 	}
 	return ""
+}
+
+// namesFunction reports whether path is .../functions/{FunctionName}suffix
+// with a FunctionName of one non-empty segment, as the invoke limiter reads
+// it ("/2015-03-31/functions/invocations" names no function).
+func namesFunction(path, suffix string) bool {
+	const functions = "/functions/"
+	i := strings.Index(path, functions)
+	if i < 0 || !strings.HasSuffix(path, suffix) || i+len(functions) >= len(path)-len(suffix) {
+		return false
+	}
+	return !strings.Contains(path[i+len(functions):len(path)-len(suffix)], "/")
 }
 
 // isLambdaInvoke reports whether req is a Lambda invocation (the requests
