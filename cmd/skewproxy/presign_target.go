@@ -41,6 +41,7 @@ func s3TargetURL(target, endpoint, region string) (u *url.URL, custom bool, err 
 		if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" || base.User != nil || base.RawQuery != "" || base.Fragment != "" {
 			return nil, false, inputErrorf("endpoint URL %q: want http(s)://HOST[:PORT]", endpoint)
 		}
+		base.Host = urlHost(base.Scheme, base.Host)
 		prefix := strings.TrimSuffix(base.EscapedPath(), "/")
 		custom = !isAWSHost(base.Host)
 		return s3URL(base.Scheme, base.Host, prefix+"/"+s3Escape(bucket), key), custom, nil
@@ -53,6 +54,23 @@ func s3TargetURL(target, endpoint, region string) (u *url.URL, custom bool, err 
 		return s3URL("https", bucket+".s3."+region+suffix, "", key), false, nil
 	}
 	return s3URL("https", "s3."+region+suffix, "/"+s3Escape(bucket), key), false, nil
+}
+
+// urlHost is the host to print in a presigned URL: without an empty port
+// ("host:", "[::1]:") or the scheme's default one ("host:443" for https).
+// The signer signs the host without them, as the SDK does, and clients
+// differ in whether they send them (net/http keeps ":443" in Host, curl and
+// browsers drop it): a URL without them is sent as it was signed by all.
+func urlHost(scheme, host string) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || i < strings.LastIndexByte(host, ']') {
+		return host
+	}
+	switch port := host[i+1:]; {
+	case port == "", scheme == "https" && port == "443", scheme == "http" && port == "80":
+		return host[:i]
+	}
+	return host
 }
 
 // s3URL builds scheme://host/escapedPrefix/key with the key escaped as S3
@@ -74,6 +92,7 @@ func httpTargetURL(target, region string) (u *url.URL, custom bool, signRegion s
 		return nil, false, "", inputErrorf("%q: a URL with user information cannot be presigned", target)
 	}
 	u.Fragment, u.RawFragment = "", ""
+	u.Host = urlHost(u.Scheme, u.Host)
 	for k := range u.Query() {
 		if strings.HasPrefix(strings.ToLower(k), "x-amz-") {
 			return nil, false, "", inputErrorf("%q: the URL already carries %s; give the URL without SigV4 parameters", target, k)

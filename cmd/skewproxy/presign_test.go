@@ -56,6 +56,11 @@ func TestPresignBuild(t *testing.T) {
 		{name: "endpoint URL is path-style", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://127.0.0.1:9000"}, wantURL: "http://127.0.0.1:9000/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
 		{name: "endpoint URL with slash", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://127.0.0.1:9000/", Region: "eu-west-2"}, wantURL: "http://127.0.0.1:9000/bucket/k", custom: true, region: "eu-west-2", expires: time.Hour, method: "GET"},
 		{name: "endpoint URL on AWS", in: presignInput{Target: "s3://bucket/k", EndpointURL: "https://s3.eu-west-1.amazonaws.com", Region: "eu-west-1"}, wantURL: "https://s3.eu-west-1.amazonaws.com/bucket/k", region: "eu-west-1", expires: time.Hour, method: "GET"},
+		{name: "endpoint URL with empty port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://127.0.0.1:"}, wantURL: "http://127.0.0.1/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "endpoint URL IPv6 with empty port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://[::1]:"}, wantURL: "http://[::1]/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "endpoint URL IPv6 with port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://[::1]:9000"}, wantURL: "http://[::1]:9000/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "endpoint URL with default port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "https://127.0.0.1:443"}, wantURL: "https://127.0.0.1/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "endpoint URL with other scheme's default port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://127.0.0.1:443"}, wantURL: "http://127.0.0.1:443/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
 		{name: "endpoint URL not a URL", in: presignInput{Target: "s3://bucket/k", EndpointURL: "127.0.0.1:9000"}, wantErr: "want http(s)://HOST[:PORT]"},
 		{name: "s3 without key", in: presignInput{Target: "s3://bucket"}, wantErr: "the key is missing"},
 		{name: "s3 with empty key", in: presignInput{Target: "s3://bucket/"}, wantErr: "the key is missing"},
@@ -65,6 +70,10 @@ func TestPresignBuild(t *testing.T) {
 		{name: "https URL on AWS", in: presignInput{Target: "https://bucket.s3.eu-west-1.amazonaws.com/k?versionId=3"}, wantURL: "https://bucket.s3.eu-west-1.amazonaws.com/k?versionId=3", region: "eu-west-1", expires: time.Hour, method: "GET"},
 		{name: "https URL region mismatch", in: presignInput{Target: "https://bucket.s3.eu-west-1.amazonaws.com/k", Region: "us-east-2"}, wantErr: "the host is in eu-west-1"},
 		{name: "http URL outside AWS", in: presignInput{Target: "http://127.0.0.1:9000/bucket/k"}, wantURL: "http://127.0.0.1:9000/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "http URL with empty port", in: presignInput{Target: "http://127.0.0.1:/bucket/k"}, wantURL: "http://127.0.0.1/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "https URL on AWS with empty port", in: presignInput{Target: "https://bucket.s3.eu-west-1.amazonaws.com:/k"}, wantURL: "https://bucket.s3.eu-west-1.amazonaws.com/k", region: "eu-west-1", expires: time.Hour, method: "GET"},
+		{name: "https URL on AWS with default port", in: presignInput{Target: "https://bucket.s3.eu-west-1.amazonaws.com:443/k"}, wantURL: "https://bucket.s3.eu-west-1.amazonaws.com/k", region: "eu-west-1", expires: time.Hour, method: "GET"},
+		{name: "HTTP URL with default port", in: presignInput{Target: "HTTP://127.0.0.1:80/bucket/k"}, wantURL: "http://127.0.0.1/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
 		{name: "URL already presigned", in: presignInput{Target: "https://bucket.s3.us-east-1.amazonaws.com/k?X-Amz-Signature=abc"}, wantErr: "already carries X-Amz-Signature"},
 		{name: "ftp URL", in: presignInput{Target: "ftp://example.com/k"}, wantErr: "want s3://BUCKET/KEY or an http(s):// URL"},
 		{name: "URL with user", in: presignInput{Target: "https://u:p@bucket.s3.us-east-1.amazonaws.com/k"}, wantErr: "user information"},
@@ -386,6 +395,8 @@ func FuzzPresignBuild(f *testing.F) {
 	f.Add("HEAD", "https://bucket.s3.us-east-1.amazonaws.com/k?versionId=1&a=%20", "", "", "1s")
 	f.Add("delete", "s3://bucket/k%2F..//./x", "http://127.0.0.1:9000/base", "", "168h")
 	f.Add("GET", "http://127.0.0.1:9000/b/k;x=1", "", "us-west-2", "604800")
+	f.Add("GET", "https://bucket.s3.us-east-1.amazonaws.com:443/k", "", "", "1h")
+	f.Add("PUT", "s3://bucket/k", "https://[::1]:443", "", "1h")
 	creds := aws.Credentials{AccessKeyID: "AKIDFUZZ", SecretAccessKey: "fuzz-secret"}
 	sgn := signer.New(presignTestProvider{creds}, signer.Options{})
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
