@@ -42,7 +42,8 @@ func s3TargetURL(target, endpoint, region string) (u *url.URL, custom bool, err 
 			return nil, false, inputErrorf("endpoint URL %q: want http(s)://HOST[:PORT]", endpoint)
 		}
 		base.Host = urlHost(base.Scheme, base.Host)
-		prefix := strings.TrimSuffix(base.EscapedPath(), "/")
+		// The endpoint's path is escaped as S3 signs it, like the key.
+		prefix := strings.TrimSuffix(s3Escape(base.Path), "/")
 		custom = !isAWSHost(base.Host)
 		return s3URL(base.Scheme, base.Host, prefix+"/"+s3Escape(bucket), key), custom, nil
 	}

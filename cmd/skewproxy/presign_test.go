@@ -61,6 +61,7 @@ func TestPresignBuild(t *testing.T) {
 		{name: "endpoint URL IPv6 with port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://[::1]:9000"}, wantURL: "http://[::1]:9000/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
 		{name: "endpoint URL with default port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "https://127.0.0.1:443"}, wantURL: "https://127.0.0.1/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
 		{name: "endpoint URL with other scheme's default port", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://127.0.0.1:443"}, wantURL: "http://127.0.0.1:443/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
+		{name: "endpoint URL path escaped as S3 signs it", in: presignInput{Target: "s3://bucket/k", EndpointURL: "http://127.0.0.1:9000/s3!api/a%20b/"}, wantURL: "http://127.0.0.1:9000/s3%21api/a%20b/bucket/k", custom: true, region: "us-east-1", expires: time.Hour, method: "GET"},
 		{name: "endpoint URL not a URL", in: presignInput{Target: "s3://bucket/k", EndpointURL: "127.0.0.1:9000"}, wantErr: "want http(s)://HOST[:PORT]"},
 		{name: "s3 without key", in: presignInput{Target: "s3://bucket"}, wantErr: "the key is missing"},
 		{name: "s3 with empty key", in: presignInput{Target: "s3://bucket/"}, wantErr: "the key is missing"},
