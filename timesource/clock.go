@@ -57,7 +57,8 @@ type Status struct {
 // the answer's headers arrived.
 type Observation struct {
 	// Source names where the time came from, e.g.
-	// "http-date:lambda.us-east-1.amazonaws.com".
+	// "http-date:lambda.us-east-1.amazonaws.com", or
+	// "https-date:sts.amazonaws.com" from a DateProbe.
 	Source string
 	// ServerTime is the time the server reported.
 	ServerTime time.Time
@@ -66,4 +67,9 @@ type Observation struct {
 	Precision time.Duration
 	// Sent and Received are Clock.Now() readings taken around the exchange.
 	Sent, Received time.Time
+	// Uncertainty is extra uncertainty added to the observation's own
+	// (half its round trip plus half its Precision), for weakly trusted
+	// sources such as a bootstrap HTTPS Date header; zero or negative adds
+	// none.
+	Uncertainty time.Duration
 }

@@ -21,6 +21,11 @@ const (
 	DefaultCheckInterval = time.Second
 	DefaultStepThreshold = 250 * time.Millisecond
 	DefaultDriftPPM      = 15
+	// DefaultMaxObservationRTT is the longest Sent→Received round trip of
+	// an Observation that Observe uses: aws-sdk-go-v2 and aws-sdk-js-v3
+	// likewise ignore slow answers when they estimate clock skew, since a
+	// Date header stamped somewhere in a long exchange says little.
+	DefaultMaxObservationRTT = 2 * time.Second
 )
 
 // Config configures a Corrected clock. Zero fields take the defaults above.
@@ -62,6 +67,17 @@ type Config struct {
 	// SmearedHosts are the NTP hosts assumed to smear leap seconds; nil
 	// means DefaultSmearedHosts.
 	SmearedHosts []string
+	// NotBefore is the build-time floor (zero: none): like
+	// systemd-timesyncd, the clock never accepts a time earlier than the
+	// binary's build. An NTP answer or an Observation whose time is before
+	// it is refused, and so is one absurdly far in the future: after
+	// NotBefore plus 100 years, or after the year 2200 when NotBefore is
+	// zero. It does not move the host-based reading of an unsynced clock.
+	NotBefore time.Time
+	// MaxObservationRTT is the longest round trip (Sent to Received, on the
+	// monotonic clock) of an Observation that Observe uses; slower ones are
+	// dropped (default DefaultMaxObservationRTT, 2 s).
+	MaxObservationRTT time.Duration
 	// OnSample, when set, is called (outside any lock) with the round trip
 	// of every accepted NTP answer: the hook for the NTP round-trip metric.
 	OnSample func(source string, rtt time.Duration)
@@ -145,6 +161,9 @@ func New(cfg Config) *Corrected {
 	}
 	if cfg.DriftPPM <= 0 {
 		cfg.DriftPPM = DefaultDriftPPM
+	}
+	if cfg.MaxObservationRTT <= 0 {
+		cfg.MaxObservationRTT = DefaultMaxObservationRTT
 	}
 	if cfg.SmearedHosts == nil {
 		cfg.SmearedHosts = DefaultSmearedHosts

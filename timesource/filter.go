@@ -24,7 +24,7 @@ type sample struct {
 	// mono is the monotonic reading of the measurement.
 	mono time.Duration
 	// base is the uncertainty at mono: RTT/2 + root distance for NTP,
-	// RTT/2 + Precision/2 for an observation.
+	// RTT/2 + Precision/2 + Uncertainty for an observation.
 	base time.Duration
 	// rtt is the round-trip delay of the exchange.
 	rtt       time.Duration

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -114,6 +115,11 @@ func (c *Corrected) queryOnce(ctx context.Context, ns *ntpSource) (ok, stable bo
 	if err == nil {
 		err = checkResponse(resp)
 	}
+	var server time.Time // the true time the answer implies at m
+	if err == nil {
+		server = c.epoch.Add(m + resp.ClockOffset)
+		err = checkPlausible(server, c.cfg.NotBefore)
+	}
 
 	if hook := c.cfg.OnSample; hook != nil && err == nil {
 		defer hook(ns.name, resp.RTT) // registered before the lock: runs after the unlock
@@ -127,9 +133,19 @@ func (c *Corrected) queryOnce(ctx context.Context, ns *ntpSource) (ok, stable bo
 			return false, false
 		}
 		st.rejected++
-		if ns.lastErr == nil {
+		switch {
+		case errors.Is(err, errImplausibleTime):
+			// Warn once per episode, not on every poll.
+			level := slog.LevelWarn
+			if errors.Is(ns.lastErr, errImplausibleTime) {
+				level = slog.LevelDebug
+			}
+			c.log.Log(ctx, level, "time source answered an implausible time",
+				"source", ns.name, "server_time", server, "not_before", c.cfg.NotBefore,
+				"latest", latestPlausible(c.cfg.NotBefore), "error", err)
+		case ns.lastErr == nil:
 			c.log.Warn("time source failed", "source", ns.name, "error", err)
-		} else {
+		default:
 			c.log.Debug("time source failed", "source", ns.name, "error", err)
 		}
 		ns.lastErr = err

@@ -15,8 +15,13 @@ const maxPassive = 32
 // the observation is dropped when that is ambiguous (the clock was
 // corrected backwards during the exchange) or impossible.
 //
+// An observation is dropped too when its ServerTime is before
+// Config.NotBefore or absurdly far in the future (see Config.NotBefore), or
+// when its round trip, measured on the monotonic clock, exceeds
+// Config.MaxObservationRTT.
+//
 // The estimate: true time at the exchange's midpoint is ServerTime +
-// Precision/2, within RTT/2 + Precision/2. An unsynced clock adopts the
+// Precision/2, within RTT/2 + Precision/2 + Uncertainty. An unsynced clock adopts the
 // first observation at once (keeping its host-based reading when that lies
 // within the observation's interval). A synced clock adopts one that disagrees with
 // it by more than both uncertainties combined (the server time in a skew
@@ -33,6 +38,12 @@ func (c *Corrected) Observe(o Observation) {
 	if o.Source == "" {
 		o.Source = passiveSource
 	}
+	if err := checkPlausible(o.ServerTime, c.cfg.NotBefore); err != nil {
+		c.log.Warn("observation ignored: implausible server time", "source", o.Source,
+			"server_time", o.ServerTime, "not_before", c.cfg.NotBefore,
+			"latest", latestPlausible(c.cfg.NotBefore), "error", err)
+		return
+	}
 	prec := max(o.Precision, 0)
 
 	c.mu.Lock()
@@ -46,11 +57,16 @@ func (c *Corrected) Observe(o Observation) {
 	}
 	mid := mS + (mR-mS)/2
 	rtt := mR - mS
+	if rtt > c.cfg.MaxObservationRTT {
+		c.log.Debug("observation ignored: round trip too slow", "source", o.Source,
+			"rtt", rtt, "max", c.cfg.MaxObservationRTT)
+		return
+	}
 	s := &sample{
 		source:    o.Source,
 		off:       o.ServerTime.Add(prec/2).Sub(c.epoch) - mid,
 		mono:      mid,
-		base:      rtt/2 + prec/2,
+		base:      rtt/2 + prec/2 + max(o.Uncertainty, 0),
 		rtt:       rtt,
 		passive:   true,
 		precision: prec,
