@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -72,11 +74,17 @@ type DateProbe struct {
 // (a cached answer says nothing about now), a Date at which the server's
 // certificate chain does not verify for serverName against Roots, and a
 // Date that fails the NotBefore rule. Every error starts with "bootstrap
-// time from SERVERNAME:"; it wraps ctx's error when ctx ended the probe.
+// time from SERVERNAME:" (quoted when it is not a valid name); it wraps
+// ctx's error, or context.DeadlineExceeded after Timeout, when that ended
+// the probe.
 func (p DateProbe) Probe(ctx context.Context, clock Clock, serverName, addr string) (Observation, error) {
 	o, err := p.probe(ctx, clock, serverName, addr)
 	if err != nil {
-		return Observation{}, fmt.Errorf("bootstrap time from %s: %w", serverName, err)
+		name := serverName
+		if !validServerName(name) {
+			name = strconv.Quote(name) // keep line breaks out of logs
+		}
+		return Observation{}, fmt.Errorf("bootstrap time from %s: %w", name, err)
 	}
 	return o, nil
 }
@@ -98,7 +106,13 @@ func (p DateProbe) probe(ctx context.Context, clock Clock, serverName, addr stri
 	// fail names the step that failed and, when ctx ended the probe (the
 	// I/O error is then only a closed connection), ctx's error too.
 	fail := func(step string, err error) error {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		cerr := ctx.Err()
+		if cerr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline is ctx's: whichever fires first,
+			// say the probe timed out.
+			cerr = context.DeadlineExceeded
+		}
+		if cerr != nil && !errors.Is(err, cerr) {
 			return fmt.Errorf("%s: %w (%w)", step, err, cerr)
 		}
 		return fmt.Errorf("%s: %w", step, err)
@@ -116,7 +130,8 @@ func (p DateProbe) probe(ctx context.Context, clock Clock, serverName, addr stri
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	deadline, _ := ctx.Deadline() // set by WithTimeout above: it carries a monotonic reading
+	// ctx's deadline, set by WithTimeout above, carries a monotonic reading.
+	deadline, _ := ctx.Deadline()
 	if err := conn.SetDeadline(deadline); err != nil { // monotonic: deadline
 		return Observation{}, fail("set deadline", err)
 	}
