@@ -45,6 +45,26 @@ func ExampleNew() {
 	// loopback).
 }
 
+func ExampleDateProbe_Probe() {
+	build := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC) // stamped at build time
+	c := timesource.New(timesource.Config{
+		Sources:   []string{"ntp://169.254.169.123"},
+		NotBefore: build,
+	})
+	// Before NTP answers, or where UDP port 123 is blocked, bootstrap from
+	// one HTTPS Date header; the first NTP answer replaces it.
+	probe := timesource.DateProbe{NotBefore: build}
+	o, err := probe.Probe(context.Background(), c, "sts.amazonaws.com", "sts.amazonaws.com:443")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c.Observe(o)
+	fmt.Println(c.Status().Source) // https-date:sts.amazonaws.com
+	// No Output line: the example is compiled, not run (it would leave
+	// loopback).
+}
+
 func ExampleFormatTable() {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	timesource.FormatTable(os.Stdout, []timesource.QueryResult{

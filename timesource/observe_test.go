@@ -2,7 +2,9 @@ package timesource
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,6 +234,124 @@ func TestUnsyncedKeepsHostReadingInsideObservation(t *testing.T) {
 			}
 			if st.Uncertainty < 500*time.Millisecond || st.Uncertainty > 600*time.Millisecond {
 				t.Fatalf("Uncertainty = %v, want about half the Date precision", st.Uncertainty)
+			}
+		})
+	}
+}
+
+func TestObserveDropsSlowRoundTrips(t *testing.T) {
+	tests := []struct {
+		name       string
+		maxRTT     time.Duration // Config.MaxObservationRTT; 0: the default
+		rtt        time.Duration
+		wantSynced bool
+	}{
+		{name: "fast exchange", rtt: 40 * time.Millisecond, wantSynced: true},
+		{name: "exactly the default limit", rtt: DefaultMaxObservationRTT, wantSynced: true},
+		{name: "just over the default limit", rtt: DefaultMaxObservationRTT + time.Millisecond},
+		{name: "slow Lambda invoke", rtt: 30 * time.Second},
+		{name: "under a custom limit", maxRTT: 100 * time.Millisecond, rtt: 90 * time.Millisecond, wantSynced: true},
+		{name: "over a custom limit", maxRTT: 100 * time.Millisecond, rtt: 150 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, w, f := newFake(t, time.Hour, Config{MaxObservationRTT: tt.maxRTT})
+			sent := c.Now()
+			w.Advance(tt.rtt)
+			c.Observe(Observation{Source: "http-date:lambda.us-east-1.amazonaws.com", ServerTime: f.truth().Truncate(time.Second), Precision: time.Second, Sent: sent, Received: c.Now()})
+			if st := c.Status(); st.Synced != tt.wantSynced {
+				t.Fatalf("Status = %+v, want synced %v", st, tt.wantSynced)
+			}
+		})
+	}
+}
+
+func TestObservationUncertaintyWidensTheEstimate(t *testing.T) {
+	const rtt = 20 * time.Millisecond
+	tests := []struct {
+		name  string
+		extra time.Duration // Observation.Uncertainty
+		want  time.Duration // Status().Uncertainty: rtt/2 + Precision/2 + extra
+	}{
+		{name: "none", extra: 0, want: rtt/2 + 500*time.Millisecond},
+		{name: "bootstrap HTTPS Date", extra: httpsDateUncertainty, want: rtt/2 + 500*time.Millisecond + 2*time.Second},
+		{name: "negative adds none", extra: -time.Hour, want: rtt/2 + 500*time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, w, f := newFake(t, 10*time.Minute, Config{})
+			sent := c.Now()
+			w.Advance(rtt)
+			c.Observe(Observation{Source: "https-date:x", ServerTime: f.truth().Truncate(time.Second), Precision: time.Second, Uncertainty: tt.extra, Sent: sent, Received: c.Now()})
+			st := c.Status()
+			// The drift allowance of the sample's 10 ms age adds 150 ns.
+			if !st.Synced || absDur(st.Uncertainty-tt.want) > time.Microsecond {
+				t.Fatalf("Status = %+v, want synced with uncertainty %v", st, tt.want)
+			}
+			if err := c.Now().Sub(f.truth()); absDur(err) > st.Uncertainty {
+				t.Fatalf("Now() - truth = %v, beyond the reported uncertainty %v", err, st.Uncertainty)
+			}
+		})
+	}
+}
+
+func TestNTPReplacesBootstrapObservation(t *testing.T) {
+	tests := []struct {
+		name string
+		// bootstrapErr is the bootstrap Date minus true time (within its
+		// 2 s uncertainty).
+		bootstrapErr time.Duration
+		// run polls through Run instead of calling queryOnce.
+		run bool
+	}{
+		{name: "exact bootstrap, one query", bootstrapErr: 0},
+		{name: "bootstrap 1.5 s behind, one query", bootstrapErr: -1500 * time.Millisecond},
+		{name: "bootstrap 1.5 s ahead, polling Run", bootstrapErr: 1500 * time.Millisecond, run: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The host is ten years behind; NTP does not answer at first.
+			c, w, f := newFake(t, -10*365*24*time.Hour, Config{BurstSamples: 1, BurstGap: time.Millisecond, MinPoll: 50 * time.Millisecond})
+			var fail atomic.Bool
+			fail.Store(true)
+			f.answer = func(string, int, *ntp.Response) error {
+				if fail.Load() {
+					return errors.New("read udp: i/o timeout")
+				}
+				return nil
+			}
+			if tt.run {
+				startRun(t, c)
+			} else if ok, _ := c.queryOnce(context.Background(), c.sources[0]); ok {
+				t.Fatal("setup: NTP answered")
+			}
+
+			sent := c.Now()
+			w.Advance(30 * time.Millisecond)
+			c.Observe(Observation{Source: "https-date:sts.amazonaws.com", ServerTime: f.truth().Add(tt.bootstrapErr).Truncate(time.Second),
+				Precision: time.Second, Uncertainty: httpsDateUncertainty, Sent: sent, Received: c.Now()})
+			st := c.Status()
+			if !st.Synced || !st.Passive || st.Source != "https-date:sts.amazonaws.com" {
+				t.Fatalf("Status after the bootstrap = %+v, want synced to it", st)
+			}
+			if err := c.Now().Sub(f.truth()); absDur(err) > st.Uncertainty {
+				t.Fatalf("bootstrap: Now() - truth = %v beyond its uncertainty %v", err, st.Uncertainty)
+			}
+
+			fail.Store(false)
+			if tt.run {
+				eventually(t, 10*time.Second, "NTP to replace the bootstrap", func() bool {
+					return c.Status().Source == "ntp://127.0.0.1:1123"
+				})
+			} else if ok, _ := c.queryOnce(context.Background(), c.sources[0]); !ok {
+				t.Fatalf("NTP answer refused: %+v", c.Status())
+			}
+			st = c.Status()
+			if !st.Synced || st.Passive || st.Source != "ntp://127.0.0.1:1123" || st.Uncertainty > 10*time.Millisecond {
+				t.Fatalf("Status after NTP answered = %+v, want NTP with millisecond uncertainty", st)
+			}
+			if got := c.Now(); !got.Equal(f.truth()) {
+				t.Fatalf("Now() off true time by %v after NTP answered", got.Sub(f.truth()))
 			}
 		})
 	}
