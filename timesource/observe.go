@@ -21,10 +21,10 @@ const maxPassive = 32
 // Config.MaxObservationRTT.
 //
 // The estimate: true time at the exchange's midpoint is ServerTime +
-// Precision/2, within RTT/2 + Precision/2 + Uncertainty. An unsynced clock adopts the
-// first observation at once (keeping its host-based reading when that lies
-// within the observation's interval). A synced clock adopts one that disagrees with
-// it by more than both uncertainties combined (the server time in a skew
+// Precision/2, within RTT/2 + Precision/2 + Uncertainty. An unsynced clock
+// adopts the first observation at once (keeping its host-based reading when
+// that lies within the observation's interval). A synced clock adopts one
+// that disagrees with it by more than both uncertainties combined (the server time in a skew
 // error proves the clock wrong) and drops the NTP samples that disagree
 // with it too; otherwise the observation competes with the other sources on
 // uncertainty.
