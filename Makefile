@@ -14,7 +14,7 @@ BIN := bin/skewproxy
 # when the deadline races its workers (go.dev/issue/75804, fixed in Go 1.27).
 FUZZTIME ?= 10000x
 
-.PHONY: all build release run test test-go fuzz-short fuzz deps lint bench soak clean
+.PHONY: all build release run demo test test-go fuzz-short fuzz deps lint bench soak clean
 
 all: build
 
@@ -29,12 +29,18 @@ release:
 run: build
 	./$(BIN) serve
 
+# See it work: a host 20 minutes behind, S3 (MinIO) and NTP (chrony) on loopback,
+# the AWS CLI refused straight and served through skewproxy (under a minute).
+demo: deps build
+	./deploy/demo/demo.sh
+
 # Install what the tests need (idempotent: skips what is present).
 deps:
 	./.ci/install-deps
 
-# The whole suite: dependencies, unit + end-to-end tests with the race detector, short fuzz runs.
-test: deps test-go fuzz-short
+# The whole suite: dependencies, unit + end-to-end tests with the race detector,
+# the demo (it must pass too), short fuzz runs.
+test: deps test-go demo fuzz-short
 
 test-go:
 	go test -race -count=1 -timeout 12m ./...
