@@ -31,6 +31,20 @@ type Refusal interface {
 	Failure() signer.Failure
 }
 
+// TimeBootstrapper learns the time from the upstream server itself while no
+// time source has answered (timesource.Bootstrapper implements it): with a
+// host clock years off, upstream TLS cannot be verified and the signature
+// cannot be dated until something says what time it is.
+type TimeBootstrapper interface {
+	// Needed reports whether the clock still waits for its first source;
+	// the proxy asks on every intercepted request, so it must be cheap.
+	Needed() bool
+	// Bootstrap learns the time from serverName at addr (host:port, the
+	// address the request itself will be sent to), sending nothing signed.
+	// It returns when done or when ctx ends; failures are its to log.
+	Bootstrap(ctx context.Context, serverName, addr string)
+}
+
 // Observer follows one proxied request for telemetry. The proxy calls
 // Start once per intercepted request; the returned RequestObserver's methods
 // are called in order as the request moves through the pipeline.

@@ -29,7 +29,7 @@ const maxErrorPeek = 8 << 10
 // client can read (goproxy would otherwise drop the connection).
 func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (resp *http.Response, _ error) {
 	rt.active.Add(1)
-	start := time.Now() // for the duration only; signing time comes from Clock
+	start := time.Now() // monotonic: the access log's duration; signing time comes from Clock
 	ctx, cancel := context.WithCancel(req.Context())
 	stopHard := context.AfterFunc(rt.hardCtx, cancel)
 	x := &exchange{rt: rt, start: start, method: req.Method}
@@ -151,6 +151,11 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 	}
 	x.ro.Classified(x.info)
 
+	if tb := rt.p.TimeBootstrap; tb != nil && tb.Needed() {
+		if name, addr, ok := rt.p.tlsTarget(req, x.host); ok {
+			tb.Bootstrap(ctx, name, addr)
+		}
+	}
 	if rt.p.RequireSync {
 		if st := rt.p.Clock.Status(); !st.Synced {
 			reason := st.Reason

@@ -91,6 +91,11 @@ type Proxy struct {
 	RetryOnSkew bool
 	// RequireSync answers 503 instead of signing while Clock is not synced.
 	RequireSync bool
+	// TimeBootstrap, when set, is asked before an intercepted request is
+	// signed while the clock has no source, to learn the time from the
+	// HTTPS server the request goes to. nil: the clock waits for NTP or
+	// for the Date of an answer.
+	TimeBootstrap TimeBootstrapper
 
 	// ReadHeaderTimeout bounds reading a request's headers, on the
 	// listener and inside intercepted tunnels, and the client's TLS

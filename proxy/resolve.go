@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -137,4 +138,26 @@ func (r *Resolver) Hosts() []string {
 		out = append(out, rule.host)
 	}
 	return out
+}
+
+// tlsTarget is the TLS server name and the address an intercepted request
+// for host is sent to, as the upstream transport dials it (--resolve
+// applied: an IP target is verified by that IP); ok is false when the
+// request travels in plain HTTP.
+func (p *Proxy) tlsTarget(req *http.Request, host string) (serverName, addr string, ok bool) {
+	port := urlPort(req.URL)
+	if rule, found := p.Resolve.Lookup(host, port); found {
+		if rule.Scheme != "https" {
+			return "", "", false
+		}
+		serverName = host
+		if net.ParseIP(rule.Hostname()) != nil {
+			serverName = rule.Hostname()
+		}
+		return serverName, rule.Host, true
+	}
+	if req.URL.Scheme != "https" {
+		return "", "", false
+	}
+	return host, net.JoinHostPort(host, strconv.Itoa(port)), true
 }

@@ -37,6 +37,10 @@ type TransportOptions struct {
 	IdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost is the pool size per upstream host (default 128).
 	MaxIdleConnsPerHost int
+	// Now is the clock upstream certificates' validity is judged by: the
+	// corrected clock, so that a host clock hours or years off does not
+	// fail every handshake. nil means the host clock (tests only).
+	Now func() time.Time
 }
 
 // NewTransport returns the upstream transport: pooled keep-alive
@@ -73,13 +77,14 @@ func NewTransport(o TransportOptions) *http.Transport {
 			RootCAs:    o.RootCAs,
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"h2", "http/1.1"},
+			Time:       o.Now,
 		},
 		handshakeTimeout: o.TLSHandshakeTimeout,
 	}
 	t := &http.Transport{
 		DialContext:           d.DialContext,
 		DialTLSContext:        d.DialTLSContext,
-		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12, Time: o.Now},
 		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
 		ForceAttemptHTTP2:     true,
 		DisableCompression:    true,

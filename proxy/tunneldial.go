@@ -18,7 +18,7 @@ import (
 // Basic Proxy-Authorization when upstream carries user information. roots
 // verifies an https:// upstream proxy (nil: system roots). timeout bounds
 // the dial and the CONNECT exchange (default DefaultTunnelDialTimeout).
-func UpstreamTunnelDialer(upstream *url.URL, roots *x509.CertPool, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func UpstreamTunnelDialer(upstream *url.URL, roots *x509.CertPool, now func() time.Time, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultTunnelDialTimeout
 	}
@@ -43,7 +43,7 @@ func UpstreamTunnelDialer(upstream *url.URL, roots *x509.CertPool, timeout time.
 			conn.SetDeadline(deadline)
 		}
 		if upstream.Scheme == "https" {
-			tc := tls.Client(conn, &tls.Config{RootCAs: roots, ServerName: upstream.Hostname(), MinVersion: tls.VersionTLS12})
+			tc := tls.Client(conn, &tls.Config{RootCAs: roots, ServerName: upstream.Hostname(), MinVersion: tls.VersionTLS12, Time: now})
 			if err := tc.HandshakeContext(ctx); err != nil {
 				conn.Close()
 				return nil, &tlsError{host: upstream.Hostname(), err: err}

@@ -67,7 +67,7 @@ func connectProxy(t *testing.T, wantAuth, redirect string) (*url.URL, *atomic.In
 func TestBlindTunnelThroughUpstreamProxy(t *testing.T) {
 	upstream, tunnels := connectProxy(t, "Basic ZWdyZXNzOnB3", "")
 	h := newHarness(t, harnessOptions{tweak: func(p *Proxy) {
-		p.TunnelDial = UpstreamTunnelDialer(upstream, nil, 5*time.Second)
+		p.TunnelDial = UpstreamTunnelDialer(upstream, nil, nil, 5*time.Second)
 	}})
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "via egress") }))
 	defer srv.Close()
@@ -90,7 +90,7 @@ func TestBlindTunnelThroughUpstreamProxy(t *testing.T) {
 	t.Run("refused by upstream proxy", func(t *testing.T) {
 		bad := *upstream
 		bad.User = url.UserPassword("egress", "wrong")
-		dial := UpstreamTunnelDialer(&bad, nil, time.Second)
+		dial := UpstreamTunnelDialer(&bad, nil, nil, time.Second)
 		_, err := dial(t.Context(), "tcp", srv.Listener.Addr().String())
 		if err == nil || !strings.Contains(err.Error(), "407") {
 			t.Fatalf("err = %v", err)

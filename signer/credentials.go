@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -16,23 +15,35 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 )
 
-// credentialsExpiryWindow is how long before expiry cached credentials are
-// refreshed, so a signature never carries a token about to die.
-const credentialsExpiryWindow = 5 * time.Minute
+// CredentialsOptions configures LoadCredentials.
+type CredentialsOptions struct {
+	// Cache configures the corrected-time cache in front of the chain; set
+	// Cache.Now to the corrected clock.
+	Cache CredentialsCacheOptions
+	// HTTPClient carries the providers' own requests (STS, SSO, IMDS, the
+	// ECS endpoint). Give it a transport whose tls.Config.Time is the
+	// corrected clock, or a host clock years off fails every HTTPS
+	// refresh. nil: the SDK's default client.
+	HTTPClient aws.HTTPClient
+	// LoadOptions are more options for config.LoadDefaultConfig.
+	LoadOptions []func(*config.LoadOptions) error
+}
 
 // LoadCredentials resolves the proxy's own credentials through the standard
 // AWS chain (environment, shared config profile, web identity, ECS, IMDS)
-// with config.LoadDefaultConfig, wrapped in an aws.CredentialsCache that
-// refreshes five minutes before expiry. It does not retrieve credentials:
-// the first Retrieve does. The string describes the provider for logs and
-// for CredentialsError.
-func LoadCredentials(ctx context.Context, optFns ...func(*config.LoadOptions) error) (aws.CredentialsProvider, string, error) {
-	opts := append([]func(*config.LoadOptions) error{
-		config.WithCredentialsCacheOptions(func(o *aws.CredentialsCacheOptions) {
-			o.ExpiryWindow = credentialsExpiryWindow
-			o.ExpiryWindowJitterFrac = 0.2
-		}),
-	}, optFns...)
+// with config.LoadDefaultConfig, behind a CredentialsCache that judges
+// expiry by o.Cache.Now. It does not retrieve credentials: the first
+// Retrieve does. The string describes the provider for logs and for
+// CredentialsError.
+//
+// The SDK still signs its own STS calls (AssumeRole) with the host clock;
+// its clock-skew retry (aws/retry, which learns the offset from the
+// server's Date on a skew error and signs again) recovers those.
+func LoadCredentials(ctx context.Context, o CredentialsOptions) (*CredentialsCache, string, error) {
+	opts := o.LoadOptions
+	if o.HTTPClient != nil {
+		opts = append([]func(*config.LoadOptions) error{config.WithHTTPClient(o.HTTPClient)}, opts...)
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, "", fmt.Errorf("signer: load AWS config: %w", err)
@@ -40,14 +51,10 @@ func LoadCredentials(ctx context.Context, optFns ...func(*config.LoadOptions) er
 	if cfg.Credentials == nil {
 		return nil, "", errors.New("signer: the AWS config resolved no credentials provider")
 	}
-	provider := cfg.Credentials
-	if _, ok := provider.(*aws.CredentialsCache); !ok {
-		provider = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
-			o.ExpiryWindow = credentialsExpiryWindow
-			o.ExpiryWindowJitterFrac = 0.2
-		})
+	if o.Cache.ExpiryWindowJitterFrac == 0 && o.Cache.ExpiryWindow >= 0 {
+		o.Cache.ExpiryWindowJitterFrac = 0.2
 	}
-	return provider, describeProvider(provider), nil
+	return NewCredentialsCache(cfg.Credentials, o.Cache), describeProvider(cfg.Credentials), nil
 }
 
 // describeProvider names the kind of credentials provider p is.

@@ -2,7 +2,10 @@ package signer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,12 +32,9 @@ func TestLoadCredentialsFromEnvironment(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", proxyAKID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", proxySecret)
 	t.Setenv("AWS_SESSION_TOKEN", proxyToken)
-	prov, desc, err := LoadCredentials(context.Background())
+	prov, desc, err := LoadCredentials(context.Background(), CredentialsOptions{Cache: CredentialsCacheOptions{Now: time.Now}})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, ok := prov.(*aws.CredentialsCache); !ok {
-		t.Errorf("provider %T is not cached", prov)
 	}
 	if desc != "static credentials (environment or profile)" {
 		t.Errorf("description %q", desc)
@@ -55,8 +55,9 @@ func TestLoadCredentialsRefreshesBeforeExpiry(t *testing.T) {
 		life      time.Duration
 		wantCalls int32
 	}{
-		{"inside the five-minute window: refreshed every time", 3 * time.Minute, 2},
+		{"inside the five-minute window: refreshed at half its life, not per call", 3 * time.Minute, 1},
 		{"an hour left: cached", time.Hour, 1},
+		{"already expired: fetched on every call, never used", -time.Minute, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,13 +66,17 @@ func TestLoadCredentialsRefreshesBeforeExpiry(t *testing.T) {
 				calls.Add(1)
 				return aws.Credentials{AccessKeyID: "A", SecretAccessKey: "S", CanExpire: true, Expires: time.Now().Add(tc.life)}, nil
 			})
-			prov, _, err := LoadCredentials(context.Background(), config.WithCredentialsProvider(inner))
+			prov, _, err := LoadCredentials(context.Background(), CredentialsOptions{
+				Cache:       CredentialsCacheOptions{Now: time.Now},
+				LoadOptions: []func(*config.LoadOptions) error{config.WithCredentialsProvider(inner)},
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := 0; i < 2; i++ {
-				if _, err := prov.Retrieve(context.Background()); err != nil {
-					t.Fatal(err)
+				_, err := prov.Retrieve(context.Background())
+				if expired := tc.life < 0; expired != IsExpiredCredentials(err) {
+					t.Fatalf("Retrieve: %v (want expired error: %t)", err, expired)
 				}
 			}
 			if got := calls.Load(); got != tc.wantCalls {
@@ -79,6 +84,166 @@ func TestLoadCredentialsRefreshesBeforeExpiry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// steppedClock is a corrected clock a test moves by hand.
+type steppedClock struct{ t atomic.Pointer[time.Time] }
+
+func newSteppedClock(t time.Time) *steppedClock {
+	c := &steppedClock{}
+	c.Set(t)
+	return c
+}
+
+func (c *steppedClock) Now() time.Time      { return *c.t.Load() }
+func (c *steppedClock) Set(t time.Time)     { c.t.Store(&t) }
+func (c *steppedClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// TestCredentialsCacheJudgesExpiryByCorrectedTime: the SDK's own cache in
+// front of the provider judges by the host clock; the corrected-time cache
+// must override it in both directions. The host clock here is the real
+// one; true time is the stepped clock.
+func TestCredentialsCacheJudgesExpiryByCorrectedTime(t *testing.T) {
+	host := time.Now()
+	cases := []struct {
+		name string
+		// trueOffset is true time minus host time.
+		trueOffset time.Duration
+		// life is the credentials' lifetime in true time.
+		life time.Duration
+		// steps advance true time between calls.
+		steps     []time.Duration
+		wantCalls int32
+		wantErr   bool
+	}{
+		// Host 2 h ahead: the SDK cache sees credentials valid for 1 h as
+		// expired an hour ago and would fetch per call.
+		{"host ahead 2h, 1h credentials: one fetch for many calls", -2 * time.Hour, time.Hour, []time.Duration{0, time.Second, time.Minute, 30 * time.Minute}, 1, false},
+		// Host 2 h behind: past their true expiry the SDK cache would keep
+		// them for two more hours.
+		{"host behind 2h, credentials refreshed at true expiry", 2 * time.Hour, time.Hour, []time.Duration{0, 50 * time.Minute, 56 * time.Minute}, 2, false},
+		{"host right, refreshed in the window", 0, time.Hour, []time.Duration{0, 54 * time.Minute, 56 * time.Minute}, 2, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newSteppedClock(host.Add(tc.trueOffset))
+			var calls atomic.Int32
+			raw := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+				calls.Add(1)
+				return aws.Credentials{AccessKeyID: "A", SecretAccessKey: "S", CanExpire: true, Expires: clk.Now().Add(tc.life)}, nil
+			})
+			// The SDK wraps every chain provider in its host-clock cache.
+			c := NewCredentialsCache(aws.NewCredentialsCache(raw), CredentialsCacheOptions{Now: clk.Now})
+			for _, d := range tc.steps {
+				clk.Add(d)
+				creds, err := c.Retrieve(context.Background())
+				if err != nil {
+					t.Fatalf("Retrieve: %v", err)
+				}
+				if !clk.Now().Before(creds.Expires) {
+					t.Fatalf("got credentials expired at %v in true time %v", creds.Expires, clk.Now())
+				}
+			}
+			if got := calls.Load(); got != tc.wantCalls {
+				t.Errorf("provider fetched %d times, want %d", got, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestCredentialsCacheRefusesExpiredOnArrival: credentials that expire an
+// hour after host now but are already expired in true time (host 2 h
+// behind) are refreshed and never used.
+func TestCredentialsCacheRefusesExpiredOnArrival(t *testing.T) {
+	clk := newSteppedClock(time.Now().Add(2 * time.Hour))
+	var calls atomic.Int32
+	raw := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		n := calls.Add(1)
+		exp := time.Now().Add(time.Hour) // the provider's own (host) clock
+		if n > 1 {
+			exp = clk.Now().Add(time.Hour) // fixed: valid in true time
+		}
+		return aws.Credentials{AccessKeyID: fmt.Sprintf("A%d", n), SecretAccessKey: "S", CanExpire: true, Expires: exp, Source: "test"}, nil
+	})
+	c := NewCredentialsCache(aws.NewCredentialsCache(raw), CredentialsCacheOptions{Now: clk.Now})
+	_, err := c.Retrieve(context.Background())
+	var ee *ExpiredCredentialsError
+	if !errors.As(err, &ee) {
+		t.Fatalf("first Retrieve: %v, want *ExpiredCredentialsError", err)
+	}
+	if !strings.Contains(err.Error(), "credentials from test expired at") {
+		t.Errorf("error %q does not say what expired", err)
+	}
+	creds, err := c.Retrieve(context.Background())
+	if err != nil || creds.AccessKeyID != "A2" {
+		t.Fatalf("second Retrieve: %v %q, want fresh A2", err, creds.AccessKeyID)
+	}
+}
+
+// TestCredentialsCacheKeepsOldOnFailedRefresh: a failed refresh keeps the
+// previous credentials while they live (retrying at most every few
+// seconds), and reports the error once they have expired.
+func TestCredentialsCacheKeepsOldOnFailedRefresh(t *testing.T) {
+	clk := newSteppedClock(time.Now())
+	var calls atomic.Int32
+	var failing atomic.Bool
+	raw := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		calls.Add(1)
+		if failing.Load() {
+			return aws.Credentials{}, errors.New("IMDS unreachable")
+		}
+		return aws.Credentials{AccessKeyID: "A", SecretAccessKey: "S", CanExpire: true, Expires: clk.Now().Add(time.Hour)}, nil
+	})
+	var fetchErrs atomic.Int32
+	c := NewCredentialsCache(raw, CredentialsCacheOptions{Now: clk.Now, OnFetch: func(err error) {
+		if err != nil {
+			fetchErrs.Add(1)
+		}
+	}})
+	if _, err := c.Retrieve(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	clk.Add(58 * time.Minute) // inside the window: refresh due
+	for i := 0; i < 5; i++ {
+		if creds, err := c.Retrieve(context.Background()); err != nil || creds.AccessKeyID != "A" {
+			t.Fatalf("Retrieve %d during a failed refresh: %v", i, err)
+		}
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("provider called %d times, want 2 (one failed refresh, then a pause)", got)
+	}
+	clk.Add(3 * time.Minute) // past expiry
+	if _, err := c.Retrieve(context.Background()); err == nil || !strings.Contains(err.Error(), "IMDS unreachable") {
+		t.Errorf("Retrieve after expiry: %v, want the refresh error", err)
+	}
+	if got := fetchErrs.Load(); got != 2 {
+		t.Errorf("OnFetch saw %d failures, want 2", got)
+	}
+}
+
+// TestCredentialsCacheHonoursContext: a caller waiting behind a slow
+// refresh gives up when its context ends.
+func TestCredentialsCacheHonoursContext(t *testing.T) {
+	release := make(chan struct{})
+	raw := aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+		<-release
+		return aws.Credentials{AccessKeyID: "A", SecretAccessKey: "S"}, nil
+	})
+	c := NewCredentialsCache(raw, CredentialsCacheOptions{Now: time.Now})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = c.Retrieve(context.Background())
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Retrieve(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting Retrieve: %v, want deadline exceeded", err)
+	}
+	close(release)
+	<-done
 }
 
 // TestCredentialsNoAllocation: reading cached credentials, as every Sign

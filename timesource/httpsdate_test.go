@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -386,6 +387,59 @@ func TestDateProbeBrokenServers(t *testing.T) {
 			}
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Fatalf("Probe error %q does not wrap %v", err, tt.wantIs)
+			}
+		})
+	}
+}
+
+// TestBootstrapperLearnsOnceAndStops: the first Bootstrap call sets an
+// unsynced clock from the server, later calls do not probe again, and a
+// failed probe is not repeated within the retry interval.
+func TestBootstrapperLearnsOnceAndStops(t *testing.T) {
+	cases := []struct {
+		name      string
+		shift     time.Duration
+		badName   bool
+		wantSync  bool
+		wantDials int
+	}{
+		{"host 10 years behind: learned, then no more probes", 10 * 365 * 24 * time.Hour, false, true, 1},
+		{"wrong name: refused, not retried within the interval", 2 * time.Hour, true, false, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			trueNow := func() time.Time { return time.Now().Add(tc.shift) }
+			pki := newTestPKI(t, trueNow().Add(-time.Hour), trueNow().Add(time.Hour))
+			addr, _ := startDateServer(t, pki.cert, trueNow, nil)
+			var dials atomic.Int32
+			probe := DateProbe{Roots: pki.roots, Timeout: 2 * time.Second,
+				Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					dials.Add(1)
+					var d net.Dialer
+					return d.DialContext(ctx, network, addr)
+				}}
+			clock := New(Config{})
+			b := NewBootstrapper(clock, probe, time.Hour, nil)
+			name := probeServerName
+			if tc.badName {
+				name = "elsewhere.example.com"
+			}
+			for range 3 {
+				b.Bootstrap(context.Background(), name, addr)
+			}
+			if got := clock.Status().Synced; got != tc.wantSync {
+				t.Fatalf("synced = %t, want %t", got, tc.wantSync)
+			}
+			if got := int(dials.Load()); got != tc.wantDials {
+				t.Errorf("%d probes, want %d", got, tc.wantDials)
+			}
+			if tc.wantSync {
+				if d := clock.Now().Sub(trueNow()); d > 3*time.Second || d < -3*time.Second {
+					t.Errorf("clock off true time by %v after bootstrap", d)
+				}
+				if b.Needed() {
+					t.Error("Needed() true after a successful bootstrap")
+				}
 			}
 		})
 	}

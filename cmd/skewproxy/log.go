@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 func parseLevel(s string) (slog.Level, error) {
@@ -63,4 +66,42 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// logClock stamps log records with the corrected clock, so log lines line
+// up with AWS's own logs and with the spans whatever the host clock says.
+// Records logged before use is called keep slog's own (host) time.
+type logClock struct {
+	now atomic.Pointer[func() time.Time]
+}
+
+// use makes every later record take its time from now.
+func (c *logClock) use(now func() time.Time) { c.now.Store(&now) }
+
+// wrap returns h with its records stamped by c.
+func (c *logClock) wrap(h slog.Handler) slog.Handler { return clockedHandler{inner: h, clock: c} }
+
+// clockedHandler is a slog.Handler that rewrites each record's time.
+type clockedHandler struct {
+	inner slog.Handler
+	clock *logClock
+}
+
+func (h clockedHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
+
+func (h clockedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if now := h.clock.now.Load(); now != nil && !r.Time.IsZero() {
+		r.Time = (*now)()
+	}
+	return h.inner.Handle(ctx, r)
+}
+
+func (h clockedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return clockedHandler{inner: h.inner.WithAttrs(attrs), clock: h.clock}
+}
+
+func (h clockedHandler) WithGroup(name string) slog.Handler {
+	return clockedHandler{inner: h.inner.WithGroup(name), clock: h.clock}
 }

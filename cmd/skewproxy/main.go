@@ -13,16 +13,40 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
 
-// Set by the release build: -ldflags "-X main.version=... -X main.commit=...".
+// Set by the release build: -ldflags "-X main.version=... -X main.commit=...
+// -X main.built=<RFC 3339>".
 var (
 	version = "dev"
 	commit  = "unknown"
+	built   = ""
 )
+
+// buildTime is when this binary was built: the -X main.built stamp, else
+// the commit time Go records from version control, else zero. The clock
+// never accepts a time before it (as systemd-timesyncd does), so a time
+// source answering 1970 cannot send the proxy back there.
+func buildTime() time.Time {
+	if t, err := time.Parse(time.RFC3339, built); err == nil {
+		return t
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.time" {
+				if t, err := time.Parse(time.RFC3339, s.Value); err == nil {
+					return t
+				}
+			}
+		}
+	}
+	return time.Time{}
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/urfave/cli/v2"
 
 	"github.com/skewproxy/skewproxy/signer"
@@ -303,24 +302,26 @@ func sortedHeaderLines(h map[string]string) []string {
 	return lines
 }
 
-// loadPresignCredentials is the standard chain, with the cache's early
-// expiry window turned off so that the expiry reported and enforced is the
-// credentials' own.
-func loadPresignCredentials(ctx context.Context) (*signer.Signer, string, error) {
-	provider, name, err := signer.LoadCredentials(ctx, config.WithCredentialsCacheOptions(func(o *aws.CredentialsCacheOptions) {
-		o.ExpiryWindow = 0
-	}))
+// loadPresignCredentials is the standard chain on the corrected clock now,
+// with the cache's early expiry window turned off so that the expiry
+// reported and enforced is the credentials' own.
+func loadPresignCredentials(ctx context.Context, now func() time.Time) (*signer.Signer, string, error) {
+	provider, name, err := signer.LoadCredentials(ctx, signer.CredentialsOptions{
+		Cache:      signer.CredentialsCacheOptions{Now: now, ExpiryWindow: -1},
+		HTTPClient: sdkHTTPClient(now),
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("AWS credentials: %w", err)
 	}
 	return signer.New(provider, signer.Options{ProviderName: name}), name, nil
 }
 
-// correctedNow queries the time sources until one answers or wait passes,
-// and returns the corrected time; without an answer it returns the host
-// clock (shifted by offset) and a warning.
-func correctedNow(ctx context.Context, sources []string, offset, wait time.Duration) (now time.Time, st timesource.Status, warning string) {
-	clock := timesource.New(timesource.Config{Sources: sources, HostOffset: offset})
+// syncedClock queries the time sources until one answers or wait passes,
+// and returns the corrected clock (it keeps counting on the monotonic clock
+// after the sources stop); without an answer it follows the host clock
+// (shifted by offset) and a warning says so.
+func syncedClock(ctx context.Context, sources []string, offset, wait time.Duration) (clock *timesource.Corrected, warning string) {
+	clock = timesource.New(timesource.Config{Sources: sources, HostOffset: offset})
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -334,7 +335,7 @@ func correctedNow(ctx context.Context, sources []string, offset, wait time.Durat
 	case <-ctx.Done():
 	}
 	timer.Stop()
-	now, st = clock.Now(), clock.Status()
+	st := clock.Status()
 	cancel()
 	select {
 	case <-done:
@@ -346,7 +347,7 @@ func correctedNow(ctx context.Context, sources []string, offset, wait time.Durat
 			warning += fmt.Sprintf(" shifted by --clock-offset %s", offset)
 		}
 	}
-	return now, st, warning
+	return clock, warning
 }
 
 // writeJSON writes v as indented JSON.
@@ -423,18 +424,19 @@ func runPresignCommand(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit("presign: "+err.Error(), 2)
 	}
-	sgn, provider, err := loadPresignCredentials(c.Context)
-	if err != nil {
-		return cli.Exit("presign: "+err.Error(), 1)
-	}
-	// Fail before waiting for the time sources when there are no credentials.
-	if _, err := sgn.Credentials(c.Context); err != nil {
-		return cli.Exit("presign: "+err.Error(), 1)
-	}
-	now, _, warning := correctedNow(c.Context, cfg.TimeSources, cfg.ClockOffset, wait)
+	// Time first: the credentials' expiry is judged by the corrected clock.
+	clock, warning := syncedClock(c.Context, cfg.TimeSources, cfg.ClockOffset, wait)
 	if warning != "" {
 		fmt.Fprintln(c.App.ErrWriter, "skewproxy: warning:", warning)
 	}
+	sgn, provider, err := loadPresignCredentials(c.Context, clock.Now)
+	if err != nil {
+		return cli.Exit("presign: "+err.Error(), 1)
+	}
+	if _, err := sgn.Credentials(c.Context); err != nil {
+		return cli.Exit("presign: "+err.Error(), 1)
+	}
+	now := clock.Now()
 	res, err := presign(c.Context, sgn, provider, now, req, "--clamp")
 	if err != nil {
 		code := 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/urfave/cli/v2"
 	otelapi "go.opentelemetry.io/otel"
 
@@ -45,12 +47,28 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// serve wires the parts together and runs until ctx is done.
+// serve wires the parts together and runs until ctx is done. The corrected
+// clock is built first and handed to everything that judges wall time
+// (upstream TLS, credential expiry, span and log timestamps, Retry-After
+// dates): it is the process's only wall clock.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	stamp := &logClock{}
+	log = slog.New(stamp.wrap(log.Handler()))
+
 	// Telemetry is built once the clock exists; the CA and the clock report
 	// to it through these late-bound hooks (set before anything is served).
 	var tel *telemetry.Telemetry
-	ca, err := loadCA(cfg, certs.WithCacheSize(cfg.LeafCacheSize), certs.WithLookupObserver(func(hit bool) {
+	clock, err := newClock(cfg, log, func(source string, rtt time.Duration) {
+		if tel != nil {
+			tel.NTPSample(source, rtt)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	stamp.use(clock.Now)
+
+	ca, err := loadCA(cfg, certs.WithCacheSize(cfg.LeafCacheSize), certs.WithClock(clock.Now), certs.WithLookupObserver(func(hit bool) {
 		if tel != nil {
 			tel.LeafCache(hit)
 		}
@@ -63,48 +81,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	resolver, err := proxy.ParseResolveRules(cfg.Resolve)
-	if err != nil {
-		return fmt.Errorf("--resolve: %w", err)
-	}
-	// The proxy adds every --resolve host to these patterns itself.
-	intercept, err := proxy.ParseHostPatterns(cfg.Intercept)
-	if err != nil {
-		return fmt.Errorf("--intercept: %w", err)
-	}
-	if _, err := timesource.ParseSources(cfg.TimeSources); err != nil {
-		return fmt.Errorf("--time-source: %w", err)
-	}
 	roots, err := upstreamRoots(cfg.UpstreamCA)
 	if err != nil {
 		return err
 	}
-	var upstreamProxy *url.URL
-	var tunnelDial func(ctx context.Context, network, addr string) (net.Conn, error)
-	if cfg.UpstreamProxy != "" {
-		if upstreamProxy, err = proxy.ParseUpstreamProxy(cfg.UpstreamProxy); err != nil {
-			return fmt.Errorf("--upstream-proxy: %w", err)
+	sgn, provider, err := newSigner(ctx, cfg, clock, log, func(err error) {
+		if tel != nil {
+			tel.CredentialsFetch(err)
 		}
-		tunnelDial = proxy.UpstreamTunnelDialer(upstreamProxy, roots, cfg.UpstreamDialTimeout)
-	} else {
-		d := &net.Dialer{Timeout: cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
-		tunnelDial = d.DialContext
-	}
-
-	creds, provider, err := signer.LoadCredentials(ctx)
-	if err != nil {
-		return fmt.Errorf("AWS credentials: %w", err)
-	}
-	sgn := signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, ProviderName: provider})
-
-	clock := timesource.New(timesource.Config{
-		Sources: cfg.TimeSources, HostOffset: cfg.ClockOffset, Logger: log.With("part", "timesource"),
-		OnSample: func(source string, rtt time.Duration) {
-			if tel != nil {
-				tel.NTPSample(source, rtt)
-			}
-		},
 	})
+	if err != nil {
+		return err
+	}
 
 	otel, err := setupOTel(ctx, version)
 	if err != nil {
@@ -125,6 +113,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		LimitEvents:         cfg.LambdaLimitEvents,
 		QueueTimeout:        cfg.LambdaQueueTimeout,
 		MaxQueue:            cfg.LambdaMaxQueue,
+		Clock:               clock.Now,
 		Logger:              log.With("part", "lambda"),
 	})
 	tel, err = telemetry.New(telemetry.Options{
@@ -138,53 +127,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 
-	p := &proxy.Proxy{
-		Signer:    sgn,
-		Clock:     clock,
-		Intercept: intercept,
-		Resolve:   resolver,
-		Transport: proxy.NewTransport(proxy.TransportOptions{
-			RootCAs:               roots,
-			UpstreamProxy:         upstreamProxy,
-			Resolver:              resolver,
-			DialTimeout:           cfg.UpstreamDialTimeout,
-			ResponseHeaderTimeout: cfg.UpstreamResponseHeaderTimeout,
-		}),
-		TunnelDial:   tunnelDial,
-		Admitter:     limiter,
-		Observer:     tel,
-		CA:           ca,
-		Logger:       log,
-		ProxyAuth:    cfg.ProxyAuth,
-		RetryOnSkew:  cfg.RetryOnSkew,
-		RequireSync:  cfg.RequireSync,
-		DrainTimeout: cfg.DrainTimeout,
-
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
-		MaxClientConns:    cfg.MaxClientConns,
+	p, err := newProxy(cfg, proxyParts{clock: clock, signer: sgn, roots: roots, limiter: limiter, observer: tel, ca: ca, log: log})
+	if err != nil {
+		return err
 	}
-
-	extra := map[string]http.Handler{"/presign": presignHandler(sgn, clock, log)}
-	if cfg.Pprof {
-		extra["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
-		extra["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
-		extra["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
-		extra["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
-		extra["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
-	}
-	admin := proxy.NewAdminHandler(proxy.AdminOptions{
-		Clock:   clock,
-		Lambda:  func() any { return limiter.Status() },
-		Metrics: otel.Metrics,
-		Extra:   extra,
-		// /readyz stays 200 while any source keeps the uncertainty below
-		// this: after the last NTP answer the drift allowance (15 ppm)
-		// reaches it after ~46 days, and any AWS answer's Date header
-		// refreshes it; AWS itself allows 5 minutes of skew.
-		MaxUncertainty: readyMaxUncertainty,
-	})
+	admin := newAdmin(cfg, clock, sgn, limiter, otel.Metrics, log)
 
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -226,6 +173,140 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("skewproxy stopped")
 	return nil
+}
+
+// newClock builds the corrected clock from --time-source and
+// --clock-offset, refusing any time before this binary was built.
+func newClock(cfg Config, log *slog.Logger, onSample func(string, time.Duration)) (*timesource.Corrected, error) {
+	if _, err := timesource.ParseSources(cfg.TimeSources); err != nil {
+		return nil, fmt.Errorf("--time-source: %w", err)
+	}
+	return timesource.New(timesource.Config{
+		Sources:    cfg.TimeSources,
+		HostOffset: cfg.ClockOffset,
+		NotBefore:  buildTime(),
+		Logger:     log.With("part", "timesource"),
+		OnSample:   onSample,
+	}), nil
+}
+
+// newSigner loads the proxy's credentials on the corrected clock: their
+// expiry is judged by it, and the providers' own HTTPS (STS, SSO) verifies
+// certificates by it.
+func newSigner(ctx context.Context, cfg Config, clock *timesource.Corrected, log *slog.Logger, onFetch func(error)) (*signer.Signer, string, error) {
+	creds, provider, err := signer.LoadCredentials(ctx, signer.CredentialsOptions{
+		Cache:      signer.CredentialsCacheOptions{Now: clock.Now, OnFetch: onFetch},
+		HTTPClient: sdkHTTPClient(clock.Now),
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("AWS credentials: %w", err)
+	}
+	return signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, ProviderName: provider}), provider, nil
+}
+
+// sdkHTTPClient is the HTTP client the AWS SDK's credential providers use:
+// the SDK's default transport, with certificate validity judged by now.
+func sdkHTTPClient(now func() time.Time) *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		if t.TLSClientConfig == nil {
+			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, Time: now}
+		}
+		t.TLSClientConfig.Time = now
+	})
+}
+
+// proxyParts are the pieces newProxy wires into the proxy.
+type proxyParts struct {
+	clock    *timesource.Corrected
+	signer   *signer.Signer
+	roots    *x509.CertPool
+	limiter  *lambdalimit.Limiter
+	observer proxy.Observer
+	ca       *certs.Authority
+	log      *slog.Logger
+}
+
+// newProxy builds the proxy from the configuration and its parts.
+func newProxy(cfg Config, parts proxyParts) (*proxy.Proxy, error) {
+	resolver, err := proxy.ParseResolveRules(cfg.Resolve)
+	if err != nil {
+		return nil, fmt.Errorf("--resolve: %w", err)
+	}
+	// The proxy adds every --resolve host to these patterns itself.
+	intercept, err := proxy.ParseHostPatterns(cfg.Intercept)
+	if err != nil {
+		return nil, fmt.Errorf("--intercept: %w", err)
+	}
+	var upstreamProxy *url.URL
+	var tunnelDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if cfg.UpstreamProxy != "" {
+		if upstreamProxy, err = proxy.ParseUpstreamProxy(cfg.UpstreamProxy); err != nil {
+			return nil, fmt.Errorf("--upstream-proxy: %w", err)
+		}
+		tunnelDial = proxy.UpstreamTunnelDialer(upstreamProxy, parts.roots, parts.clock.Now, cfg.UpstreamDialTimeout)
+	} else {
+		d := &net.Dialer{Timeout: cfg.UpstreamDialTimeout, KeepAlive: 30 * time.Second}
+		tunnelDial = d.DialContext
+	}
+	return &proxy.Proxy{
+		Signer:    parts.signer,
+		Clock:     parts.clock,
+		Intercept: intercept,
+		Resolve:   resolver,
+		Transport: proxy.NewTransport(proxy.TransportOptions{
+			RootCAs:               parts.roots,
+			UpstreamProxy:         upstreamProxy,
+			Resolver:              resolver,
+			DialTimeout:           cfg.UpstreamDialTimeout,
+			ResponseHeaderTimeout: cfg.UpstreamResponseHeaderTimeout,
+			Now:                   parts.clock.Now,
+		}),
+		TunnelDial: tunnelDial,
+		// With no time source answering, the first intercepted host's
+		// HTTPS Date sets the clock (README: "A gateway that boots at
+		// 1970"). The probe dials directly, never through --upstream-proxy.
+		TimeBootstrap: timesource.NewBootstrapper(parts.clock, timesource.DateProbe{
+			Dial:  (&net.Dialer{Timeout: cfg.UpstreamDialTimeout}).DialContext,
+			Roots: parts.roots,
+		}, 0, parts.log.With("part", "timesource")),
+		Admitter:     parts.limiter,
+		Observer:     parts.observer,
+		CA:           parts.ca,
+		Logger:       parts.log,
+		ProxyAuth:    cfg.ProxyAuth,
+		RetryOnSkew:  cfg.RetryOnSkew,
+		RequireSync:  cfg.RequireSync,
+		DrainTimeout: cfg.DrainTimeout,
+
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+		MaxClientConns:    cfg.MaxClientConns,
+	}, nil
+}
+
+// newAdmin builds the admin handler: health, readiness, status, metrics,
+// presign and (with --pprof) the profiler.
+func newAdmin(cfg Config, clock *timesource.Corrected, sgn *signer.Signer, limiter *lambdalimit.Limiter, metrics http.Handler, log *slog.Logger) http.Handler {
+	extra := map[string]http.Handler{"/presign": presignHandler(sgn, clock, log)}
+	if cfg.Pprof {
+		extra["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		extra["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
+		extra["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		extra["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+		extra["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+	}
+	return proxy.NewAdminHandler(proxy.AdminOptions{
+		Clock:   clock,
+		Lambda:  func() any { return limiter.Status() },
+		Metrics: metrics,
+		Extra:   extra,
+		// /readyz stays 200 while any source keeps the uncertainty below
+		// this: after the last NTP answer the drift allowance (15 ppm)
+		// reaches it after ~46 days, and any AWS answer's Date header
+		// refreshes it; AWS itself allows 5 minutes of skew.
+		MaxUncertainty: readyMaxUncertainty,
+	})
 }
 
 // readyMaxUncertainty is the clock uncertainty beyond which /readyz says

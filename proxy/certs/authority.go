@@ -51,7 +51,7 @@ func newAuthority(cert *x509.Certificate, key crypto.Signer, certPEM []byte, o o
 	if _, err := rand.Read(ticketKey[:]); err != nil {
 		return nil, fmt.Errorf("certs: session ticket key: %w", err)
 	}
-	base := &tls.Config{MinVersion: tls.VersionTLS12}
+	base := &tls.Config{MinVersion: tls.VersionTLS12, Time: o.now}
 	base.SetSessionTicketKeys([][32]byte{ticketKey})
 	return &Authority{
 		cert:     cert,

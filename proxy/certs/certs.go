@@ -55,6 +55,7 @@ type Option func(*options)
 type options struct {
 	cacheSize int
 	onLookup  func(hit bool)
+	now       func() time.Time
 }
 
 // WithLookupObserver makes the Authority report every leaf lookup: hit is
@@ -62,6 +63,13 @@ type options struct {
 // metrics). f must be cheap and safe for concurrent use.
 func WithLookupObserver(f func(hit bool)) Option {
 	return func(o *options) { o.onLookup = f }
+}
+
+// WithClock sets the clock the server side of intercepted TLS dates its
+// session tickets by: the corrected clock (leaf validity does not depend on
+// any clock, see the validity constants).
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
 }
 
 // WithCacheSize sets how many leaf certificates are cached (default

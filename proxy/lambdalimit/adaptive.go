@@ -44,7 +44,7 @@ func (l *Limiter) adapt(fn *fnState, epoch uint64, status int, h http.Header, no
 			l.log.Debug("lambda function throttled upstream: limit lowered",
 				"function", fn.key, "effective_limit", fn.eff)
 		}
-		if d := parseRetryAfter(h.Get("Retry-After"), now); d > 0 {
+		if d := parseRetryAfter(h.Get("Retry-After"), l.clock); d > 0 {
 			l.pause(fn, now.Add(min(d, l.queueTimeout)), now)
 		}
 	case status >= 200 && status < 300 && fn.limited:
@@ -76,9 +76,10 @@ func isTooManyRequests(h http.Header) bool {
 	return strings.TrimSpace(v) == "TooManyRequestsException"
 }
 
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
-// It returns 0 when absent, malformed or in the past.
-func parseRetryAfter(v string, now time.Time) time.Duration {
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date,
+// the latter judged by the corrected wall clock. It returns 0 when absent,
+// malformed or in the past.
+func parseRetryAfter(v string, wall func() time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
@@ -90,7 +91,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return time.Duration(n) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
+		if d := t.Sub(wall()); d > 0 {
 			return d
 		}
 	}

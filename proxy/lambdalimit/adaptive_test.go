@@ -284,7 +284,7 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			if got := parseRetryAfter(tc.in, now); got != tc.want {
+			if got := parseRetryAfter(tc.in, func() time.Time { return now }); got != tc.want {
 				t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
 			}
 		})

@@ -36,9 +36,15 @@ type Config struct {
 	// MaxQueue bounds the invokes waiting across all functions; an invoke
 	// that finds the queue full is refused at once. 0 means no bound.
 	MaxQueue int
-	// Now reads the clock used to measure queue age and Retry-After pauses;
-	// nil means time.Now. (Timers always run on real time.)
+	// Now reads the limiter's own timeline: queue age and how long a
+	// Retry-After pause lasts. Only differences between its readings count,
+	// so nil means time.Now and its monotonic reading. (Timers always run
+	// on real time.)
 	Now func() time.Time
+	// Clock is the corrected wall clock an HTTP-date Retry-After is
+	// judged by (a host clock off by hours would make a date pause for
+	// hours or not at all). nil means Now.
+	Clock func() time.Time
 	// Logger receives debug events (throttles, pauses, refusals); nil
 	// discards them. Only function names and durations are logged.
 	Logger *slog.Logger
@@ -53,9 +59,16 @@ func (c Config) queueTimeout() time.Duration {
 
 func (c Config) now() func() time.Time {
 	if c.Now == nil {
-		return time.Now
+		return time.Now // monotonic: only differences of readings are used
 	}
 	return c.Now
+}
+
+func (c Config) clock() func() time.Time {
+	if c.Clock == nil {
+		return c.now()
+	}
+	return c.Clock
 }
 
 func (c Config) logger() *slog.Logger {

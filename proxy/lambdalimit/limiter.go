@@ -24,6 +24,7 @@ type Limiter struct {
 	queueTimeout time.Duration
 	maxQueue     int
 	now          func() time.Time
+	clock        func() time.Time // corrected wall clock, for HTTP dates
 	log          *slog.Logger
 
 	inflightN atomic.Int64 // mirrors inflight for lock-free reads
@@ -79,6 +80,7 @@ func New(cfg Config) *Limiter {
 		queueTimeout: cfg.queueTimeout(),
 		maxQueue:     max(cfg.MaxQueue, 0),
 		now:          cfg.now(),
+		clock:        cfg.clock(),
 		log:          cfg.logger(),
 		fns:          make(map[string]*fnState),
 	}

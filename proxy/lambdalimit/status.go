@@ -51,7 +51,9 @@ func (l *Limiter) Status() Status {
 			EffectiveLimit: fn.currentLimit(),
 		}
 		if now.Before(fn.pausedUntil) {
-			t := fn.pausedUntil
+			// Reported in corrected wall time; the pause itself runs on
+			// the limiter's own timeline.
+			t := l.clock().Add(fn.pausedUntil.Sub(now))
 			fs.PausedUntil = &t
 		}
 		if front := fn.queue.Front(); front != nil {

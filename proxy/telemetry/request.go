@@ -126,7 +126,7 @@ func clientClock(age time.Duration) string {
 
 // Queued marks the start of a wait in the Lambda admission queue.
 func (r *requestObserver) Queued() {
-	r.span.AddEvent(EventQueued)
+	r.span.AddEvent(EventQueued, r.t.timestamp())
 }
 
 // Dequeued marks the end of the wait and records its length.
@@ -136,7 +136,7 @@ func (r *requestObserver) Dequeued(waited time.Duration) {
 		return
 	}
 	age := KeyQueueAgeMS.Float64(ms(waited))
-	r.span.AddEvent(EventDequeued, trace.WithAttributes(age))
+	r.span.AddEvent(EventDequeued, trace.WithAttributes(age), r.t.timestamp())
 	r.span.SetAttributes(age)
 }
 
@@ -147,7 +147,7 @@ func (r *requestObserver) Signed(at time.Time) {
 		return
 	}
 	r.span.AddEvent(EventSigned, trace.WithAttributes(
-		KeySigningTime.String(at.UTC().Format(time.RFC3339Nano))))
+		KeySigningTime.String(at.UTC().Format(time.RFC3339Nano))), trace.WithTimestamp(at))
 	r.span.SetAttributes(r.t.clockAttrs()...)
 }
 
@@ -156,7 +156,7 @@ func (r *requestObserver) Retried(failure signer.Failure) {
 	r.mu.Lock()
 	r.retryCause = failure
 	r.mu.Unlock()
-	r.span.AddEvent(EventRetried, trace.WithAttributes(KeyFailure.String(string(failure))))
+	r.span.AddEvent(EventRetried, trace.WithAttributes(KeyFailure.String(string(failure))), r.t.timestamp())
 	if failure != signer.FailureNone {
 		r.t.failures.Add(r.ctx, 1, metric.WithAttributes(attribute.String("failure", string(failure))))
 	}
@@ -210,7 +210,7 @@ func (r *requestObserver) End(status int, h http.Header, c signer.Classification
 	r.t.requests.Add(r.ctx, 1, metric.WithAttributes(
 		attribute.String("service", service),
 		attribute.String("outcome", outcome(status, c.Failure, err))))
-	r.span.End()
+	r.span.End(r.t.timestamp())
 }
 
 // requestID is the AWS request id of the answer: from the classifier, else

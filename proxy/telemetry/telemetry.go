@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/skewproxy/skewproxy/proxy"
+	"github.com/skewproxy/skewproxy/signer"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -41,7 +42,11 @@ const (
 	MetricLambdaInflight   = "skewproxy.lambda.inflight"
 	MetricLeafCacheHits    = "skewproxy.leaf_cache.hits"
 	MetricLeafCacheMisses  = "skewproxy.leaf_cache.misses"
-	MetricNTPRTT           = "skewproxy.ntp.rtt"
+	// MetricCredentialsRefresh counts fetches of the proxy's credentials
+	// from their provider, by outcome ("ok", "error", "expired": the
+	// provider handed out credentials already expired in true time).
+	MetricCredentialsRefresh = "skewproxy.credentials.refreshes"
+	MetricNTPRTT             = "skewproxy.ntp.rtt"
 )
 
 // Options configures New. Every field may be left zero.
@@ -74,6 +79,7 @@ type Telemetry struct {
 	queueWait   metric.Float64Histogram
 	leafHits    metric.Int64Counter
 	leafMisses  metric.Int64Counter
+	credFetches metric.Int64Counter
 	ntpRTT      metric.Float64Histogram
 	callbackReg metric.Registration
 }
@@ -132,6 +138,10 @@ func (t *Telemetry) instruments(m metric.Meter) error {
 	if t.leafHits, err = m.Int64Counter(MetricLeafCacheHits,
 		metric.WithDescription("TLS leaf certificates served from the cache.")); err != nil {
 		return fmt.Errorf("counter %s: %w", MetricLeafCacheHits, err)
+	}
+	if t.credFetches, err = m.Int64Counter(MetricCredentialsRefresh,
+		metric.WithDescription("Fetches of the proxy's credentials from their provider, by outcome.")); err != nil {
+		return fmt.Errorf("counter %s: %w", MetricCredentialsRefresh, err)
 	}
 	if t.leafMisses, err = m.Int64Counter(MetricLeafCacheMisses,
 		metric.WithDescription("TLS leaf certificates that had to be issued.")); err != nil {
@@ -201,6 +211,19 @@ func (t *Telemetry) LeafCache(hit bool) {
 	t.leafMisses.Add(context.Background(), 1)
 }
 
+// CredentialsFetch counts one fetch of the proxy's credentials from their
+// provider; err is its outcome (nil on success).
+func (t *Telemetry) CredentialsFetch(err error) {
+	outcome := "ok"
+	switch {
+	case signer.IsExpiredCredentials(err):
+		outcome = "expired"
+	case err != nil:
+		outcome = "error"
+	}
+	t.credFetches.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+}
+
 // NTPSample records the round trip of one answered NTP query to source
 // (e.g. "ntp://169.254.169.123").
 func (t *Telemetry) NTPSample(source string, rtt time.Duration) {
@@ -221,12 +244,24 @@ func (t *Telemetry) Start(ctx context.Context, req *http.Request) (context.Conte
 	}
 	ctx, span := t.tracer.Start(ctx, defaultSpanName,
 		trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attrs...))
+		trace.WithAttributes(attrs...),
+		t.timestamp())
 	if span.IsRecording() {
 		span.SetAttributes(t.clockAttrs()...)
 	}
 	presigned := isPresigned(req)
 	return ctx, &requestObserver{t: t, ctx: ctx, span: span, service: ServiceID(""), maxAge: maxSignatureAge(req, presigned), presigned: presigned}
+}
+
+// timestamp dates a span start, end or event by the corrected clock, so
+// traces line up with AWS's own logs whatever the host clock says (the
+// OpenTelemetry SDK would read the host clock). Without a Clock it is a
+// no-op option.
+func (t *Telemetry) timestamp() trace.SpanEventOption {
+	if t.clock == nil {
+		return trace.WithTimestamp(time.Time{}) // zero: the SDK's own clock
+	}
+	return trace.WithTimestamp(t.clock.Now())
 }
 
 // defaultSpanName names the span of a request that was never classified.
