@@ -57,7 +57,7 @@ var scrapeLabels = []string{"job", "instance"}
 // outcome label (proxy/telemetry CredentialsFetch).
 var (
 	credentialOutcomes = []string{"ok", "error", "expired"}
-	failureValues = []string{
+	failureValues      = []string{
 		string(signer.FailureSignatureExpired), string(signer.FailureSignatureNotYetCurrent),
 		string(signer.FailureRequestTimeTooSkewed), string(signer.FailurePresignedExpired),
 		string(signer.FailureExpiredToken), string(signer.FailureSignatureMismatch),
