@@ -205,7 +205,7 @@ if "$SKEWPROXY" explain "$BODY" >"$WORK/explain.txt" 2>&1 &&
 	"$SKEWPROXY" explain --json "$BODY" >"$WORK/explain.json" 2>&1; then
 	grep -v '^$' "$WORK/explain.txt" | head -2 | indent
 	read -r FAILURE HOSTCLOCK SKEWSECS < <(python3 -c 'import json,sys
-e=json.load(open(sys.argv[1])); print(e["failure"], e["host_clock"], e["skew_seconds"])' "$WORK/explain.json")
+e=json.load(open(sys.argv[1])); print(e["failure"], e["host_clock"], e["skew_seconds"])' "$WORK/explain.json" 2>/dev/null)
 	if [ "$FAILURE" = request_time_too_skewed ] && [ "$HOSTCLOCK" = behind ] &&
 		python3 -c 'import sys; sys.exit(0 if abs(float(sys.argv[1])+1200) <= 5 else 1)' "$SKEWSECS" 2>/dev/null; then
 		ok "the host clock is behind by $(printf '%.0f' "${SKEWSECS#-}") s"
@@ -258,7 +258,7 @@ say
 bold "4. curl http://$ADMIN/status"
 if curl -sf --max-time 10 --noproxy '*' "http://$ADMIN/status" >"$WORK/status.json"; then
 	read -r SYNCED SOURCE OFFSET UNC < <(python3 -c 'import json,sys
-c=json.load(open(sys.argv[1]))["clock"]; print(c["synced"], c["source"], c["offset_seconds"], c["uncertainty_seconds"])' "$WORK/status.json")
+c=json.load(open(sys.argv[1]))["clock"]; print(c["synced"], c["source"], c["offset_seconds"], c["uncertainty_seconds"])' "$WORK/status.json" 2>/dev/null)
 	say "   clock: synced=$SYNCED source=$SOURCE offset_seconds=$OFFSET uncertainty_seconds=$UNC"
 	if [ "$SYNCED" = True ] && [ "$SOURCE" = "$NTP" ] &&
 		python3 -c 'import sys; sys.exit(0 if abs(float(sys.argv[1])+1200) <= 1 else 1)' "$OFFSET"; then
