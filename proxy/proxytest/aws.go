@@ -27,6 +27,9 @@ type AWSOptions struct {
 	// Credentials are the keys a request must be signed with (in an
 	// end-to-end test: the proxy's real keys, not the client's).
 	Credentials Credentials
+	// MoreCredentials are other keys the server accepts, chosen by the
+	// request's access key id (successive credential_process outputs, say).
+	MoreCredentials []Credentials
 	// Window is how far in the past a signing time may be. Default 5m.
 	Window time.Duration
 	// FutureWindow is how far in the future a signing time may be.
@@ -34,6 +37,11 @@ type AWSOptions struct {
 	FutureWindow time.Duration
 	// Now is the server's clock, the "true" time. Default time.Now.
 	Now func() time.Time
+	// CertValidity, when set, makes the server's certificate valid only
+	// from CertValidity before to CertValidity after Now() at start (a
+	// real AWS certificate is not valid years away from true time).
+	// Default: a year each way.
+	CertValidity time.Duration
 	// Functions sets the behaviour of Lambda functions by name. A function
 	// not listed echoes its payload at once.
 	Functions map[string]FunctionBehavior
@@ -155,7 +163,10 @@ func NewAWS(t testing.TB, opts AWSOptions) *AWS {
 	if opts.MaxRecorded <= 0 {
 		opts.MaxRecorded = 1000
 	}
-	cert, certPEM, err := selfSignedCert(certNames(opts.ExtraNames), time.Now())
+	if opts.CertValidity <= 0 {
+		opts.CertValidity = 365 * 24 * time.Hour
+	}
+	cert, certPEM, err := selfSignedCert(certNames(opts.ExtraNames), opts.Now(), opts.CertValidity)
 	if err != nil {
 		t.Fatalf("proxytest: fake AWS certificate: %v", err)
 	}
@@ -390,7 +401,7 @@ func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	v, err := VerifyWindow(r, body, a.opts.Credentials, now, a.opts.Window, a.opts.FutureWindow)
+	v, err := VerifyWindow(r, body, a.credentialsFor(r), now, a.opts.Window, a.opts.FutureWindow)
 	if err != nil {
 		var ve *VerifyError
 		if !errors.As(err, &ve) {
@@ -596,3 +607,22 @@ func (d *dateStamp) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (d *dateStamp) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+// credentialsFor picks the accepted credentials whose access key the
+// request names (Credentials when none does: verification then refuses
+// the key).
+func (a *AWS) credentialsFor(r *http.Request) Credentials {
+	if len(a.opts.MoreCredentials) == 0 {
+		return a.opts.Credentials
+	}
+	p, err := parseSigParams(r)
+	if err != nil {
+		return a.opts.Credentials
+	}
+	for _, c := range a.opts.MoreCredentials {
+		if c.AccessKeyID == p.accessKey {
+			return c
+		}
+	}
+	return a.opts.Credentials
+}

@@ -132,6 +132,11 @@ func verifyFailure(p protocol, ve *VerifyError) awsError {
 			awsError{status: 403, code: "UnrecognizedClientException", message: msgInvalidToken},
 			awsError{status: 403, code: "InvalidClientTokenId", message: msgInvalidToken},
 			awsError{status: 403, code: "InvalidAccessKeyId", message: "The AWS Access Key Id you provided does not exist in our records."})
+	case FailExpiredToken:
+		return pick(p,
+			awsError{status: 403, code: "ExpiredTokenException", message: msgExpiredToken},
+			awsError{status: 403, code: "ExpiredToken", message: msgExpiredToken},
+			awsError{status: 400, code: "ExpiredToken", message: "The provided token has expired."})
 	case FailBadToken:
 		return pick(p,
 			awsError{status: 403, code: "UnrecognizedClientException", message: msgInvalidToken},

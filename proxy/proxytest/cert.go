@@ -41,7 +41,7 @@ func certNames(extra []string) []string {
 // selfSignedCert makes a self-signed ECDSA certificate for the names and for
 // 127.0.0.1 and ::1. The certificate is its own root: adding it to a pool is
 // enough to trust it.
-func selfSignedCert(names []string, now time.Time) (tls.Certificate, []byte, error) {
+func selfSignedCert(names []string, now time.Time, validity time.Duration) (tls.Certificate, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("generate key: %w", err)
@@ -53,8 +53,8 @@ func selfSignedCert(names []string, now time.Time) (tls.Certificate, []byte, err
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "proxytest fake AWS", Organization: []string{"skewproxy tests"}},
-		NotBefore:             now.AddDate(-1, 0, 0),
-		NotAfter:              now.AddDate(1, 0, 0),
+		NotBefore:             now.Add(-validity),
+		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,

@@ -23,6 +23,10 @@ type Credentials struct {
 	// When empty, a request that carries a session token is refused as an
 	// invalid token, the way AWS refuses a token it did not issue.
 	SessionToken string
+	// Expires, when set, is when these credentials die (like an STS
+	// session's): a request the server receives at or after it is refused
+	// ExpiredToken, whatever its signature.
+	Expires time.Time
 }
 
 // Verified describes a request whose signature checked out.
@@ -59,6 +63,9 @@ const (
 	FailMissingAuth FailureKind = "missing_auth"
 	// FailMalformed: an Authorization header or query that cannot be parsed.
 	FailMalformed FailureKind = "malformed"
+	// FailExpiredToken: the credentials expired (Credentials.Expires) before
+	// the server received the request.
+	FailExpiredToken FailureKind = "expired_token"
 	// FailUnknownKey: the access key is not the expected one.
 	FailUnknownKey FailureKind = "unknown_key"
 	// FailExpired: X-Amz-Date is older than now - window.
@@ -164,6 +171,9 @@ func verify(r *http.Request, body []byte, creds Credentials, now time.Time, past
 	}
 	if err := checkToken(p, creds); err != nil {
 		return nil, err
+	}
+	if !creds.Expires.IsZero() && !now.Before(creds.Expires) {
+		return nil, &VerifyError{Kind: FailExpiredToken, Detail: "the credentials expired at " + creds.Expires.UTC().Format(time.RFC3339), ServerTime: now}
 	}
 	payloadHash, err := payloadHash(r, body, p)
 	if err != nil {

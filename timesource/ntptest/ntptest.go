@@ -1,8 +1,10 @@
 // Package ntptest starts chrony as a real NTP server on loopback for tests.
 //
 // It is not a fake: chrony serves this machine's clock (local stratum 8),
-// so its time equals time.Now() here. It never touches the machine's clock
-// (chronyd -x) and it is not meant for anything but tests.
+// so its time equals time.Now() here; StartShifted runs it under
+// libfaketime to serve a world whose true time is the machine clock plus a
+// shift. It never touches the machine's clock (chronyd -x) and it is not
+// meant for anything but tests.
 package ntptest
 
 import (
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +32,27 @@ const startTimeout = 15 * time.Second
 // (it is skipped under -short).
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartShifted(t, 0)
+}
+
+// StartShifted is Start with chronyd under faketime: it serves the machine
+// clock plus shift (+2h, -10 years), so that tests can move the world's
+// true time while the program under test reads the real machine clock.
+// Without faketime the test fails (skipped under -short).
+func StartShifted(t testing.TB, shift time.Duration) string {
+	t.Helper()
+	var prefix []string
+	if shift != 0 {
+		ft, err := exec.LookPath("faketime")
+		if err != nil {
+			if testing.Short() {
+				t.Skip("faketime not found (skipped in -short mode)")
+			}
+			t.Fatalf("faketime not found: run `make deps`")
+		}
+		// libfaketime's relative offset, in whole seconds.
+		prefix = []string{ft, "-f", fmt.Sprintf("%+ds", int64(shift/time.Second))}
+	}
 	bin, err := exec.LookPath("chronyd")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/chronyd", "/sbin/chronyd"} {
@@ -46,7 +70,7 @@ func Start(t testing.TB) string {
 	}
 	var lastErr error
 	for range 3 { // a free port may be taken between probing and binding
-		addr, err := start(t, bin)
+		addr, err := start(t, prefix, bin)
 		if err == nil {
 			return addr
 		}
@@ -57,7 +81,7 @@ func Start(t testing.TB) string {
 }
 
 // start makes one attempt at running chronyd.
-func start(t testing.TB, bin string) (string, error) {
+func start(t testing.TB, prefix []string, bin string) (string, error) {
 	port, err := freeUDPPort()
 	if err != nil {
 		return "", err
@@ -82,16 +106,20 @@ driftfile %s
 	} else {
 		args = append(args, "-U")
 	}
-	cmd := exec.Command(bin, args...)
+	argv := append(append(prefix, bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// faketime runs chronyd as its child: kill the whole process group, or
+	// chronyd outlives the test and holds the log pipe open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("run %s: %w", bin, err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	stop := func() {
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
