@@ -120,7 +120,7 @@ func (c *CredentialsCache) Retrieve(ctx context.Context) (aws.Credentials, error
 		return old.creds, nil
 	}
 	creds, err := c.fetch(ctx)
-	if c.onFetch != nil {
+	if c.onFetch != nil && !IsExpiredCredentials(err) { // fetch reported those
 		c.onFetch(err)
 	}
 	if err != nil {
@@ -142,19 +142,29 @@ func (c *CredentialsCache) Invalidate() { c.cur.Store(nil) }
 
 // fetch asks the provider for new credentials, bypassing the SDK's own
 // host-clock cache, and refuses credentials already expired in corrected
-// time.
+// time. Expired credentials are asked for again once at once: a provider
+// that cached them by a wrong clock (a credential_process keeping its own
+// cache, IMDS serving the old role credentials for a moment) usually has
+// fresh ones on the second call.
 func (c *CredentialsCache) fetch(ctx context.Context) (aws.Credentials, error) {
-	if inner, ok := c.provider.(*aws.CredentialsCache); ok {
-		inner.Invalidate()
+	var err error
+	for range 2 {
+		if inner, ok := c.provider.(*aws.CredentialsCache); ok {
+			inner.Invalidate()
+		}
+		var creds aws.Credentials
+		if creds, err = c.provider.Retrieve(ctx); err != nil {
+			return aws.Credentials{}, err
+		}
+		if c.usable(creds) {
+			return creds, nil
+		}
+		err = &ExpiredCredentialsError{Source: creds.Source, Expires: creds.Expires, Now: c.now()}
+		if c.onFetch != nil {
+			c.onFetch(err)
+		}
 	}
-	creds, err := c.provider.Retrieve(ctx)
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	if now := c.now(); creds.CanExpire && !creds.Expires.IsZero() && !now.Before(creds.Expires) {
-		return aws.Credentials{}, &ExpiredCredentialsError{Source: creds.Source, Expires: creds.Expires, Now: now}
-	}
-	return creds, nil
+	return aws.Credentials{}, err
 }
 
 // fresh reports whether cc needs no refresh now.

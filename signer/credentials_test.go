@@ -57,7 +57,7 @@ func TestLoadCredentialsRefreshesBeforeExpiry(t *testing.T) {
 	}{
 		{"inside the five-minute window: refreshed at half its life, not per call", 3 * time.Minute, 1},
 		{"an hour left: cached", time.Hour, 1},
-		{"already expired: fetched on every call, never used", -time.Minute, 2},
+		{"already expired: fetched twice on every call, never used", -time.Minute, 4},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,30 +153,52 @@ func TestCredentialsCacheJudgesExpiryByCorrectedTime(t *testing.T) {
 
 // TestCredentialsCacheRefusesExpiredOnArrival: credentials that expire an
 // hour after host now but are already expired in true time (host 2 h
-// behind) are refreshed and never used.
+// behind) are refreshed at once and never used; a provider that keeps
+// handing out dead credentials gets an error that says so.
 func TestCredentialsCacheRefusesExpiredOnArrival(t *testing.T) {
-	clk := newSteppedClock(time.Now().Add(2 * time.Hour))
-	var calls atomic.Int32
-	raw := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-		n := calls.Add(1)
-		exp := time.Now().Add(time.Hour) // the provider's own (host) clock
-		if n > 1 {
-			exp = clk.Now().Add(time.Hour) // fixed: valid in true time
-		}
-		return aws.Credentials{AccessKeyID: fmt.Sprintf("A%d", n), SecretAccessKey: "S", CanExpire: true, Expires: exp, Source: "test"}, nil
-	})
-	c := NewCredentialsCache(aws.NewCredentialsCache(raw), CredentialsCacheOptions{Now: clk.Now})
-	_, err := c.Retrieve(context.Background())
-	var ee *ExpiredCredentialsError
-	if !errors.As(err, &ee) {
-		t.Fatalf("first Retrieve: %v, want *ExpiredCredentialsError", err)
+	cases := []struct {
+		name      string
+		deadRuns  int32 // how many fetches return credentials dead in true time
+		wantKey   string
+		wantCalls int32
+	}{
+		{"first dead, second fresh: the fresh ones are used", 1, "A2", 2},
+		{"always dead: an error naming the expiry", 100, "", 2},
 	}
-	if !strings.Contains(err.Error(), "credentials from test expired at") {
-		t.Errorf("error %q does not say what expired", err)
-	}
-	creds, err := c.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "A2" {
-		t.Fatalf("second Retrieve: %v %q, want fresh A2", err, creds.AccessKeyID)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newSteppedClock(time.Now().Add(2 * time.Hour))
+			var calls atomic.Int32
+			raw := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+				n := calls.Add(1)
+				exp := time.Now().Add(time.Hour) // the provider's own (host) clock
+				if n > tc.deadRuns {
+					exp = clk.Now().Add(time.Hour) // valid in true time
+				}
+				return aws.Credentials{AccessKeyID: fmt.Sprintf("A%d", n), SecretAccessKey: "S", CanExpire: true, Expires: exp, Source: "test"}, nil
+			})
+			var expiredSeen atomic.Int32
+			c := NewCredentialsCache(aws.NewCredentialsCache(raw), CredentialsCacheOptions{Now: clk.Now, OnFetch: func(err error) {
+				if IsExpiredCredentials(err) {
+					expiredSeen.Add(1)
+				}
+			}})
+			creds, err := c.Retrieve(context.Background())
+			if tc.wantKey == "" {
+				var ee *ExpiredCredentialsError
+				if !errors.As(err, &ee) || !strings.Contains(err.Error(), "credentials from test expired at") {
+					t.Fatalf("Retrieve: %v, want an *ExpiredCredentialsError saying what expired", err)
+				}
+			} else if err != nil || creds.AccessKeyID != tc.wantKey {
+				t.Fatalf("Retrieve: %v %q, want %s", err, creds.AccessKeyID, tc.wantKey)
+			}
+			if got := calls.Load(); got != tc.wantCalls {
+				t.Errorf("provider called %d times, want %d", got, tc.wantCalls)
+			}
+			if got := expiredSeen.Load(); got != min(tc.deadRuns, 2) {
+				t.Errorf("OnFetch saw %d expired fetches, want %d", got, min(tc.deadRuns, 2))
+			}
+		})
 	}
 }
 

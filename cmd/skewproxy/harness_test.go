@@ -25,6 +25,9 @@ import (
 	"time"
 )
 
+// testBuildTime is the build time stamped into the test binary.
+const testBuildTime = "2016-01-01T00:00:00Z"
+
 // testBinary is the skewproxy binary built by TestMain.
 var testBinary string
 
@@ -35,8 +38,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testBinary = filepath.Join(dir, "skewproxy")
-	// Built as the Dockerfile builds the release binary.
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test-build -X main.commit=harness", "-o", testBinary, ".")
+	// Built as the Dockerfile builds the release binary. The build-time
+	// stamp is 2016-01-01: the wrong-clock tests move true time ten years
+	// back (late 2016), which a binary claiming a 2026 build would rightly
+	// refuse; TestWrongClockE2EBuildTimeFloor checks the floor below it.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test-build -X main.commit=harness -X main.built="+testBuildTime, "-o", testBinary, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build skewproxy: %v\n%s", err, out)
