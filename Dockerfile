@@ -9,8 +9,11 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ARG COMMIT=unknown
+# The commit time (git log -1 --format=%cI): the corrected clock never accepts
+# a time before it. Empty: no floor (.git is not in the build context).
+ARG BUILT=
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
+      -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.built=${BUILT}" \
       -o /out/skewproxy ./cmd/skewproxy
 
 # distroless static: CA certificates, tzdata, /etc/passwd with nonroot (65532).

@@ -6,8 +6,10 @@ export PATH := $(shell PATH="$(PATH)" go env GOPATH)/bin:/usr/sbin:$(PATH)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The build time the clock never goes below (the commit's time: reproducible).
+BUILT   ?= $(shell git log -1 --format=%cI 2>/dev/null)
 # Exactly the flags the Dockerfile builds the release binary with.
-RELEASE_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)"
+RELEASE_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.built=$(BUILT)"
 BIN := bin/skewproxy
 # Fuzz budgets are execution counts, not durations: with a duration, Go 1.26's
 # fuzz coordinator can fail a clean run with a bare "context deadline exceeded"
