@@ -205,7 +205,7 @@ func TestWrongClockE2EBootstrapWithoutNTP(t *testing.T) {
 // binary's build (the test binary is stamped 2016-01-01) is refused: the
 // proxy stays unsynced and says why.
 func TestWrongClockE2EBuildTimeFloor(t *testing.T) {
-	shift := time.Date(2015, 6, 1, 0, 0, 0, 0, time.UTC).Sub(time.Now())
+	shift := time.Until(time.Date(2015, 6, 1, 0, 0, 0, 0, time.UTC))
 	w := newWrongClockWorld(t, shift, true, proxytest.AWSOptions{})
 	p := w.startProxy(t, nil)
 	deadline := time.Now().Add(10 * time.Second)
