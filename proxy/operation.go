@@ -16,8 +16,9 @@ const maxFormPeek = 64 << 10
 // operation derives the API operation of req where that is cheap: the
 // Lambda invoke paths, the X-Amz-Target header of JSON protocols, the
 // Action parameter of query protocols, and S3 from method, path and query.
-// It returns "" when it cannot tell.
-func operation(req *http.Request, service string) string {
+// formAct is the Action of a query-protocol form body, read before the
+// signer took the body (formAction). It returns "" when it cannot tell.
+func operation(req *http.Request, service, formAct string) string {
 	if t := req.Header.Get("X-Amz-Target"); t != "" {
 		if i := strings.LastIndexByte(t, '.'); i >= 0 {
 			return t[i+1:]
@@ -33,7 +34,7 @@ func operation(req *http.Request, service string) string {
 	if a := req.URL.Query().Get("Action"); a != "" {
 		return a
 	}
-	return formAction(req)
+	return formAct
 }
 
 func lambdaOperation(req *http.Request) string {

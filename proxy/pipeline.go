@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/elazarl/goproxy"
-
 	"github.com/skewproxy/skewproxy/signer"
 	"github.com/skewproxy/skewproxy/timesource"
 )
@@ -24,15 +22,16 @@ import (
 // bytes are put back in front of the rest of the body for the client.
 const maxErrorPeek = 8 << 10
 
-// roundTrip is goproxy's round tripper for every request: the request
-// pipeline. It never returns an error: every failure becomes an answer the
-// client can read (goproxy would otherwise drop the connection).
-func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (resp *http.Response, _ error) {
+// roundTrip is the request pipeline for every request: absolute-form
+// requests arrive from goproxy (tun is nil), requests inside an intercepted
+// CONNECT tunnel from the tunnel's own server. It never returns an error:
+// every failure becomes an answer the client can read.
+func (rt *runtime) roundTrip(req *http.Request, tun *tunnel) (resp *http.Response) {
 	rt.active.Add(1)
 	start := time.Now() // monotonic: the access log's duration; signing time comes from Clock
 	ctx, cancel := context.WithCancel(req.Context())
 	stopHard := context.AfterFunc(rt.hardCtx, cancel)
-	x := &exchange{rt: rt, start: start, method: req.Method}
+	x := &exchange{rt: rt, start: start, method: req.Method, host: normalizeHost(req.Host)}
 	x.done = func() {
 		stopHard()
 		cancel()
@@ -44,34 +43,41 @@ func (rt *runtime) roundTrip(req *http.Request, gctx *goproxy.ProxyCtx) (resp *h
 		}
 	}()
 	req = req.WithContext(ctx)
-	req.RequestURI = ""
-	req.Close = false // the client's Connection: close is hop-by-hop
 	if rt.draining.Load() {
 		// Serve stopped waiting for new requests: refuse before sending,
 		// so that no request is cut half-sent when the drain ends.
-		x.host = normalizeHost(req.Host)
 		return x.finishLocal(req, reply(req, "", http.StatusServiceUnavailable, "ProxyShuttingDown",
-			"skewproxy is shutting down; the request was not sent")), nil
+			"skewproxy is shutting down; the request was not sent"))
 	}
+	if tun != nil && x.host != normalizeHost(tun.host) {
+		// Inside an intercepted tunnel the request must be for the
+		// tunnel's host: the proxy's credentials must not follow a Host
+		// header elsewhere.
+		return x.finishLocal(req, reply(req, "", http.StatusMisdirectedRequest, "MisdirectedRequest",
+			"the Host header does not match the CONNECT target of this tunnel"))
+	}
+	normalizeRequest(req, tun)
+	if tun == nil && !rt.intercept.Match(req.URL.Host) {
+		return x.forward(req)
+	}
+	return x.intercepted(req)
+}
 
-	tun, _ := gctx.UserData.(*tunnel)
+// normalizeRequest makes req an outgoing request, in one place: the URL
+// of a request inside a tunnel gets the tunnel's scheme and port, and the
+// hop-by-hop headers (with the client's Connection: close) are dropped.
+// The signer signs what is left, exactly as it will go on the wire.
+func normalizeRequest(req *http.Request, tun *tunnel) {
 	if tun != nil {
-		// Inside an intercepted tunnel the request must be for the tunnel's
-		// host: the proxy's credentials must not follow a Host header
-		// elsewhere.
-		if normalizeHost(req.Host) != normalizeHost(tun.host) {
-			x.host = normalizeHost(req.Host)
-			return x.finishLocal(req, reply(req, "", http.StatusMisdirectedRequest, "MisdirectedRequest",
-				"the Host header does not match the CONNECT target of this tunnel")), nil
+		req.URL.Scheme = tun.scheme
+		if req.URL.Host == "" {
+			req.URL.Host = req.Host
 		}
 		pinTunnelPort(req, tun.host)
 	}
-	x.host = normalizeHost(req.Host)
+	req.RequestURI = ""
+	req.Close = false
 	removeHopHeaders(req.Header, true)
-	if tun == nil && !rt.intercept.Match(req.URL.Host) {
-		return x.forward(req), nil
-	}
-	return x.intercepted(req), nil
 }
 
 // pinTunnelPort makes the request URL carry the CONNECT port when it is not
@@ -96,6 +102,11 @@ type exchange struct {
 	retried bool
 	class   signer.Classification
 	done    func()
+	// body is the client's request body, watched for a short read.
+	body *clientBody
+	// sent and received bracket the last upstream exchange (corrected
+	// clock readings), for the clock's observations.
+	sent, received time.Time
 }
 
 // forward sends a request for a host that is not intercepted, untouched.
@@ -109,151 +120,220 @@ func (x *exchange) forward(req *http.Request) *http.Response {
 	return x.wrap(resp, nil)
 }
 
-// intercepted runs classify, admit, sign-at-send-time, send, classify the
-// answer and retry once on skew.
+// intercepted is the pipeline of a request for an intercepted AWS host,
+// one step per line. Each step either lets the request on or returns the
+// answer the client gets.
 func (x *exchange) intercepted(req *http.Request) *http.Response {
-	rt := x.rt
-	ctx := req.Context()
-	if rt.p.Observer != nil {
-		var ro RequestObserver
-		ctx, ro = rt.p.Observer.Start(ctx, req)
+	req = x.startObserving(req)
+	x.learnTimeIfUnsynced(req)
+	if resp := x.refuseUnsynced(req); resp != nil {
+		return resp
+	}
+	prep, resp := x.classify(req)
+	if resp != nil {
+		return resp
+	}
+	if resp := x.admit(req); resp != nil {
+		return resp
+	}
+	return x.send(req, prep)
+}
+
+// startObserving opens the request's span (when an Observer is set).
+func (x *exchange) startObserving(req *http.Request) *http.Request {
+	x.ro = nopRequestObserver{}
+	if obs := x.rt.p.Observer; obs != nil {
+		ctx, ro := obs.Start(req.Context(), req)
+		if ro != nil {
+			x.ro = ro
+		}
 		req = req.WithContext(ctx)
-		x.ro = ro
 	}
-	if x.ro == nil {
-		x.ro = nopRequestObserver{}
+	return req
+}
+
+// learnTimeIfUnsynced asks the request's own upstream for the time while
+// no time source has answered (Proxy.TimeBootstrap).
+func (x *exchange) learnTimeIfUnsynced(req *http.Request) {
+	tb := x.rt.p.TimeBootstrap
+	if tb == nil || !tb.Needed() {
+		return
 	}
+	if name, addr, ok := x.rt.p.tlsTarget(req, x.host); ok {
+		tb.Bootstrap(req.Context(), name, addr)
+	}
+}
+
+// refuseUnsynced answers 503 under RequireSync while the clock has no
+// source, before any of the body is read.
+func (x *exchange) refuseUnsynced(req *http.Request) *http.Response {
+	if !x.rt.p.RequireSync {
+		return nil
+	}
+	st := x.rt.p.Clock.Status()
+	if st.Synced {
+		return nil
+	}
+	reason := st.Reason
+	if reason == "" {
+		reason = "no authoritative time source has answered yet"
+	}
+	service := ""
+	if sc, err := signer.ScopeFromHost(x.host); err == nil {
+		service = sc.Service
+	}
+	return x.finishLocal(req, reply(req, service, http.StatusServiceUnavailable, "ClockNotSynchronized",
+		"skewproxy will not sign with an unsynchronised clock: "+reason))
+}
+
+// classify prepares the request for signing (the client's signature
+// stripped, scope and payload mode decided) and names it for telemetry.
+func (x *exchange) classify(req *http.Request) (*signer.Prepared, *http.Response) {
 	formAct := ""
 	if req.URL.Query().Get("Action") == "" && req.Header.Get("X-Amz-Target") == "" {
-		formAct = formAction(req)
+		formAct = formAction(req) // before Prepare takes the body
 	}
-	var body *clientBody
 	if req.Body != nil && req.Body != http.NoBody {
-		body = &clientBody{ReadCloser: req.Body}
-		req.Body = body
+		x.body = &clientBody{ReadCloser: req.Body}
+		req.Body = x.body
 	}
-	prep, err := rt.p.Signer.Prepare(req)
+	prep, err := x.rt.p.Signer.Prepare(req)
 	if err != nil {
-		return x.fail(req, "", err)
+		return nil, x.fail(req, "", err)
 	}
 	x.info = RequestInfo{
 		Service:      prep.Service,
 		Region:       prep.Region,
-		Operation:    operation(req, prep.Service),
+		Operation:    operation(req, prep.Service, formAct),
 		Host:         x.host,
 		ClientSigned: prep.ClientAuth != nil || prep.ClientPresign != nil,
 	}
-	if x.info.Operation == "" {
-		x.info.Operation = formAct
-	}
 	if !prep.ClientTime.IsZero() {
-		x.info.ClientSignatureAge = rt.p.Clock.Now().Sub(prep.ClientTime)
+		x.info.ClientSignatureAge = x.rt.p.Clock.Now().Sub(prep.ClientTime)
 	}
 	x.ro.Classified(x.info)
+	return prep, nil
+}
 
-	if tb := rt.p.TimeBootstrap; tb != nil && tb.Needed() {
-		if name, addr, ok := rt.p.tlsTarget(req, x.host); ok {
-			tb.Bootstrap(ctx, name, addr)
-		}
+// admit waits for the Admitter (the Lambda invoke limiter).
+func (x *exchange) admit(req *http.Request) *http.Response {
+	adm := x.rt.p.Admitter
+	if adm == nil {
+		return nil
 	}
-	if rt.p.RequireSync {
-		if st := rt.p.Clock.Status(); !st.Synced {
-			reason := st.Reason
-			if reason == "" {
-				reason = "no authoritative time source has answered yet"
-			}
-			return x.finishLocal(req, reply(req, prep.Service, http.StatusServiceUnavailable, "ClockNotSynchronized",
-				"skewproxy will not sign with an unsynchronised clock: "+reason))
-		}
+	queued := isLambdaInvoke(x.info.Operation)
+	if queued {
+		x.ro.Queued()
 	}
+	release, waited, err := adm.Admit(req.Context(), req)
+	if queued {
+		x.ro.Dequeued(waited)
+	}
+	if err != nil {
+		var ref Refusal
+		if errors.As(err, &ref) {
+			x.class = signer.Classification{Failure: ref.Failure()}
+			rec := newRecorder()
+			ref.WriteResponse(rec)
+			return x.finishLocal(req, rec.response(req))
+		}
+		return x.fail(req, x.info.Service, err)
+	}
+	x.release = release
+	return nil
+}
 
-	if rt.p.Admitter != nil {
-		queued := isLambdaInvoke(x.info.Operation)
-		if queued {
-			x.ro.Queued()
-		}
-		release, waited, err := rt.p.Admitter.Admit(ctx, req)
-		if queued {
-			x.ro.Dequeued(waited)
-		}
-		if err != nil {
-			var ref Refusal
-			if errors.As(err, &ref) {
-				x.class = signer.Classification{Failure: ref.Failure()}
-				rec := newRecorder()
-				ref.WriteResponse(rec)
-				return x.finishLocal(req, rec.response(req))
-			}
-			return x.fail(req, prep.Service, err)
-		}
-		x.release = release
-	}
-
-	var resp *http.Response
+// send signs at send time, sends, classifies the answer, and on a skew
+// failure re-signs and resends once when the body can be replayed.
+func (x *exchange) send(req *http.Request, prep *signer.Prepared) *http.Response {
 	for attempt := 0; ; attempt++ {
-		// The one rule: the signing time is read here, after every wait.
-		now := rt.p.Clock.Now()
-		out, err := prep.Sign(ctx, now)
-		if err != nil {
-			return x.fail(req, prep.Service, err)
+		resp, local := x.sendOnce(req, prep)
+		if local != nil {
+			return local
 		}
-		x.ro.Signed(now)
-		out.RequestURI = ""
-		out.Close = false
-		sent := rt.p.Clock.Now()
-		resp, err = rt.transport.RoundTrip(out)
-		received := rt.p.Clock.Now()
-		if err != nil {
-			// A body the signer refused while it streamed (bad aws-chunked
-			// framing) is the client's fault: answer its 400, not a 502.
-			var reqErr *signer.RequestError
-			if errors.As(err, &reqErr) {
-				x.class = signer.Classification{}
-				return x.fail(req, prep.Service, err)
-			}
-			// The client stopped sending before its declared length: that
-			// cancelled the upstream request, and it is the client's fault.
-			if body != nil && body.truncated() {
-				x.class = signer.Classification{}
-				return x.fail(req, prep.Service, &signer.RequestError{Status: http.StatusBadRequest, Code: "IncompleteBody",
-					Message: "the request body ended before its declared length", Err: err})
-			}
-			status, msg := describeUpstreamError(x.host, err)
-			rt.log.Debug("upstream failure", "host", x.host, "service", prep.Service, "err", redactText(err.Error()))
-			x.class = signer.Classification{}
-			return x.finishLocal(req, reply(req, prep.Service, status, "UpstreamError", msg))
-		}
-		x.observeDate(resp, sent, received)
-		x.class = signer.Classification{}
 		if resp.StatusCode < 400 {
-			break
+			return x.wrap(resp, nil)
 		}
-		peek := peekBody(resp, maxErrorPeek)
-		x.class = signer.Classify(resp.StatusCode, resp.Header, peek)
-		if ag, ok := x.ro.(APIGatewayObserver); ok && prep.Service == "execute-api" {
-			if mode := signer.ClassifyAPIGateway(resp.StatusCode, peek); mode != "" {
-				ag.APIGatewayFailure(mode)
-			}
+		if !x.classifyAnswer(resp, prep.Service) {
+			return x.wrap(resp, nil)
 		}
-		if x.class.Failure.IsSkew() && !x.class.ServerTime.IsZero() {
-			rt.p.Clock.Observe(timesource.Observation{
-				Source:     "aws-error:" + x.host,
-				ServerTime: x.class.ServerTime,
-				Precision:  time.Second,
-				Sent:       sent,
-				Received:   received,
-			})
+		if attempt > 0 || !x.rt.p.RetryOnSkew || !prep.Replayable {
+			return x.wrap(resp, nil)
 		}
-		if attempt == 0 && x.class.Failure.IsSkew() && rt.p.RetryOnSkew && prep.Replayable {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
-			resp.Body.Close()
-			x.retried = true
-			x.ro.Retried(x.class.Failure)
-			continue
-		}
-		break
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
+		resp.Body.Close()
+		x.retried = true
+		x.ro.Retried(x.class.Failure)
 	}
-	return x.wrap(resp, nil)
+}
+
+// sendOnce signs with the time read now, after every wait, and sends. It
+// returns the upstream answer, or the proxy's own when nothing came back.
+func (x *exchange) sendOnce(req *http.Request, prep *signer.Prepared) (resp, local *http.Response) {
+	clock := x.rt.p.Clock
+	// The one rule: the signing time is read here, after every wait.
+	now := clock.Now()
+	out, err := prep.Sign(req.Context(), now)
+	if err != nil {
+		return nil, x.fail(req, prep.Service, err)
+	}
+	x.ro.Signed(now)
+	out.RequestURI = ""
+	out.Close = false
+	x.class = signer.Classification{}
+	x.sent = clock.Now()
+	resp, err = x.rt.transport.RoundTrip(out)
+	x.received = clock.Now()
+	if err != nil {
+		return nil, x.upstreamFailed(req, prep.Service, err)
+	}
+	x.observeDate(resp, x.sent, x.received)
+	return resp, nil
+}
+
+// upstreamFailed answers a request the upstream never answered.
+func (x *exchange) upstreamFailed(req *http.Request, service string, err error) *http.Response {
+	// A body the signer refused while it streamed (bad aws-chunked
+	// framing) is the client's fault: answer its 400, not a 502.
+	var reqErr *signer.RequestError
+	if errors.As(err, &reqErr) {
+		return x.fail(req, service, err)
+	}
+	// The client stopped sending before its declared length: that
+	// cancelled the upstream request, and it is the client's fault.
+	if x.body != nil && x.body.truncated() {
+		return x.fail(req, service, &signer.RequestError{Status: http.StatusBadRequest, Code: "IncompleteBody",
+			Message: "the request body ended before its declared length", Err: err})
+	}
+	status, msg := describeUpstreamError(x.host, err)
+	x.rt.log.Debug("upstream failure", "host", x.host, "service", service, "err", redactText(err.Error()))
+	return x.finishLocal(req, reply(req, service, status, "UpstreamError", msg))
+}
+
+// classifyAnswer reads the start of an error answer to name its failure,
+// feeds the server time of a skew failure to the clock, and reports whether
+// the failure is a skew (worth one re-signed retry).
+func (x *exchange) classifyAnswer(resp *http.Response, service string) (skew bool) {
+	peek := peekBody(resp, maxErrorPeek)
+	x.class = signer.Classify(resp.StatusCode, resp.Header, peek)
+	if ag, ok := x.ro.(APIGatewayObserver); ok && service == "execute-api" {
+		if mode := signer.ClassifyAPIGateway(resp.StatusCode, peek); mode != "" {
+			ag.APIGatewayFailure(mode)
+		}
+	}
+	if !x.class.Failure.IsSkew() {
+		return false
+	}
+	if !x.class.ServerTime.IsZero() {
+		x.rt.p.Clock.Observe(timesource.Observation{
+			Source:     "aws-error:" + x.host,
+			ServerTime: x.class.ServerTime,
+			Precision:  time.Second,
+			Sent:       x.sent,
+			Received:   x.received,
+		})
+	}
+	return true
 }
 
 // observeDate feeds the answer's Date header to the clock. Cached answers

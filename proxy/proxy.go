@@ -231,7 +231,9 @@ func (rt *runtime) newHandler() http.Handler {
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "skewproxy is a forward proxy: send absolute-form or CONNECT requests (admin endpoints are on the admin listener)", http.StatusBadRequest)
 	})
-	pipeline := goproxy.RoundTripperFunc(rt.roundTrip)
+	pipeline := goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		return rt.roundTrip(req, nil), nil
+	})
 	// Intercepted CONNECTs never reach goproxy (serveIntercepted runs
 	// them); goproxy relays the other tunnels byte for byte.
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {

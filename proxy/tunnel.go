@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/elazarl/goproxy"
 )
 
 // tunnel describes an intercepted CONNECT tunnel to its requests.
@@ -124,16 +122,12 @@ func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
 		if r.Host == "" {
 			r.Host = tun.host
 		}
-		r.URL.Scheme = tun.scheme
-		if r.URL.Host == "" {
-			r.URL.Host = r.Host
-		}
 		var body *idleBody
 		if r.Body != nil && r.Body != http.NoBody {
 			body = &idleBody{ReadCloser: r.Body, rc: rc, idle: idle}
 			r.Body = body
 		}
-		resp, _ := rt.roundTrip(r, &goproxy.ProxyCtx{Req: r, UserData: tun})
+		resp := rt.roundTrip(r, tun)
 		if body != nil && !body.sawEOF.Load() {
 			// The rest of the body is still on the wire (an early answer,
 			// a refusal, a broken upload): close after the answer, and

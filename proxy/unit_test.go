@@ -133,6 +133,7 @@ func TestOperation(t *testing.T) {
 		{"s3 multipart", "s3", "POST", "s3.amazonaws.com", "/bucket/k?uploads", "CreateMultipartUpload", nil},
 		{"s3 sdk x-id", "s3", "PUT", "b.s3.amazonaws.com", "/k?x-id=PutObject", "PutObject", nil},
 		{"s3 delete objects", "s3", "POST", "s3.amazonaws.com", "/bucket?delete", "DeleteObjects", nil},
+		{"form action given", "sts", "POST", "sts.amazonaws.com", "/", "AssumeRole", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +141,11 @@ func TestOperation(t *testing.T) {
 			for k, v := range tc.header {
 				req.Header[k] = v
 			}
-			if got := operation(req, tc.service); got != tc.want {
+			formAct := ""
+			if tc.name == "form action given" {
+				formAct = "AssumeRole"
+			}
+			if got := operation(req, tc.service, formAct); got != tc.want {
 				t.Errorf("operation = %q, want %q", got, tc.want)
 			}
 		})

@@ -34,6 +34,7 @@ type Config struct {
 	ProxyAuth            string
 	AllowUnauthenticated bool
 	RequireSync          bool
+	NoTimeBootstrap      bool
 	RetryOnSkew          bool
 	LeafCacheSize        int
 	MaxBodyBuffer        int64
@@ -70,6 +71,7 @@ func serveConfig(c *cli.Context) (Config, error) {
 		ProxyAuth:            c.String("proxy-auth"),
 		AllowUnauthenticated: c.Bool("allow-unauthenticated"),
 		RequireSync:          c.Bool("require-sync"),
+		NoTimeBootstrap:      c.Bool("no-time-bootstrap"),
 		RetryOnSkew:          !c.Bool("no-retry-on-skew"),
 		LeafCacheSize:        c.Int("leaf-cache-size"),
 		MaxClientConns:       c.Int("max-client-conns"),

@@ -203,7 +203,7 @@ func TestFaultsE2ECredentialProcessFailsAndRecovers(t *testing.T) {
 	body := fmt.Sprintf(`#!/bin/sh
 echo x >> %q
 if [ -e %q ]; then echo "credential source is down" >&2; exit 1; fi
-exp=$(date -u -d '+240 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)
+exp=$(date -u -d '+4 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)
 printf '{"Version":1,"AccessKeyId":"%s","SecretAccessKey":"%s","SessionToken":"%s","Expiration":"%%s"}\n' "$exp"
 `, calls, marker, keys.AccessKeyID, keys.SecretAccessKey, keys.SessionToken)
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
@@ -243,6 +243,9 @@ printf '{"Version":1,"AccessKeyId":"%s","SecretAccessKey":"%s","SessionToken":"%
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Credentials that still live are kept through a failed refresh: wait
+	// until the 4-second ones have died.
+	time.Sleep(4500 * time.Millisecond)
 	callsBefore := countCalls()
 	for i := range 3 {
 		code, b := get()

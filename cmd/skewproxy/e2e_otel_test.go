@@ -24,6 +24,7 @@ func TestOTelE2ESpansFromTheBinary(t *testing.T) {
 			"--upstream-ca", fake.CAFile(t),
 			"--time-source", "ntp://127.0.0.1:1",
 			"--clock-offset", "-20m",
+			"--no-time-bootstrap", // the skew failure is the point
 		},
 		Env: append(proxyCredsEnv(proxyKeys),
 			"OTEL_TRACES_EXPORTER=otlp",

@@ -687,7 +687,8 @@ func proxyE2EFakeArgs(t *testing.T, fake *proxytest.AWS, extra ...string) []stri
 // header named in SignedHeaders.
 func TestProxyE2EHeadersOnTheWire(t *testing.T) {
 	fake := proxytest.NewAWS(t, proxytest.AWSOptions{Credentials: proxyKeys})
-	p := startProxy(t, proxyOptions{Args: proxyE2EFakeArgs(t, fake, "--time-source", proxyE2ENoTimeSource), Env: proxyCredsEnv(proxyKeys)})
+	// No time probe: the fake must see exactly the client's two requests.
+	p := startProxy(t, proxyOptions{Args: proxyE2EFakeArgs(t, fake, "--time-source", proxyE2ENoTimeSource, "--no-time-bootstrap"), Env: proxyCredsEnv(proxyKeys)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	clientCreds := aws.Credentials{AccessKeyID: "AKIDPLACEHOLDER", SecretAccessKey: "placeholder-secret", SessionToken: "client-own-session-token"}
@@ -801,7 +802,8 @@ func TestProxyE2EClockOffsetLearned(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := proxytest.NewAWS(t, proxytest.AWSOptions{Credentials: proxyKeys, Window: 5 * time.Minute})
 			p := startProxy(t, proxyOptions{
-				Args: proxyE2EFakeArgs(t, fake, "--time-source", proxyE2ENoTimeSource, "--clock-offset", tt.offset),
+				// Learning from the skew error itself, not from a probe.
+				Args: proxyE2EFakeArgs(t, fake, "--time-source", proxyE2ENoTimeSource, "--clock-offset", tt.offset, "--no-time-bootstrap"),
 				Env:  proxyCredsEnv(proxyKeys),
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -432,7 +432,7 @@ func TestTimeE2ESDKThroughProxyHostAhead(t *testing.T) {
 // corrected clock is within 1 s of the true time and the next request goes
 // through without a retry.
 func TestTimeE2ENoNTPLearnsFromSkewError(t *testing.T) {
-	fake, p := timeE2EFakeProxy(t, proxytest.AWSOptions{}, "--time-source", timeE2ENoNTP, "--clock-offset", "-20m")
+	fake, p := timeE2EFakeProxy(t, proxytest.AWSOptions{}, "--time-source", timeE2ENoNTP, "--clock-offset", "-20m", "--no-time-bootstrap")
 	if code := p.getJSON(t, "/readyz", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz before any answer = %d, want 503", code)
 	}
@@ -486,7 +486,7 @@ func TestTimeE2ENoNTPLearnsFromSkewError(t *testing.T) {
 // succeeds, and the Date header of its answer brings the corrected clock
 // within 1 s; the next request is signed with the true time.
 func TestTimeE2ENoNTPLearnsFromDateHeader(t *testing.T) {
-	fake, p := timeE2EFakeProxy(t, proxytest.AWSOptions{}, "--time-source", timeE2ENoNTP, "--clock-offset", "-2m")
+	fake, p := timeE2EFakeProxy(t, proxytest.AWSOptions{}, "--time-source", timeE2ENoNTP, "--clock-offset", "-2m", "--no-time-bootstrap")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	client := sts.NewFromConfig(timeE2EAWSConfig(p))
@@ -588,7 +588,7 @@ func TestTimeE2ERetryOnlyOnSkew(t *testing.T) {
 // that answers, the proxy answers 503 with a reason instead of signing, and
 // nothing reaches the endpoint.
 func TestTimeE2ERequireSyncRefuses(t *testing.T) {
-	fake, p := timeE2EFakeProxy(t, proxytest.AWSOptions{}, "--time-source", timeE2ENoNTP, "--require-sync")
+	fake, p := timeE2EFakeProxy(t, proxytest.AWSOptions{}, "--time-source", timeE2ENoNTP, "--require-sync", "--no-time-bootstrap")
 	var ready struct {
 		Ready  bool   `json:"ready"`
 		Reason string `json:"reason"`

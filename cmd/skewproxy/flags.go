@@ -82,6 +82,7 @@ func serveFlags() []cli.Flag {
 		boolFlag("allow-unauthenticated", "allow --listen on a non-loopback address without --proxy-auth"),
 		boolFlag("require-sync", "answer 503 instead of signing with a clock no time source has confirmed"),
 		boolFlag("no-retry-on-skew", "do not re-sign and retry once after a clock-skew failure"),
+		boolFlag("no-time-bootstrap", "while no time source has answered, do not learn the time from the HTTPS Date of the first intercepted host"),
 		intFlag("leaf-cache-size", 1024, "leaf certificates kept in memory"),
 		stringFlag("max-body-buffer", "64MiB", "largest body buffered to hash it (beyond: 413)"),
 		stringFlag("max-header-bytes", "1MiB", "largest request header block, on the listener and inside intercepted tunnels (beyond: 431)"),

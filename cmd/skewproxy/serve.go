@@ -261,28 +261,36 @@ func newProxy(cfg Config, parts proxyParts) (*proxy.Proxy, error) {
 			ResponseHeaderTimeout: cfg.UpstreamResponseHeaderTimeout,
 			Now:                   parts.clock.Now,
 		}),
-		TunnelDial: tunnelDial,
-		// With no time source answering, the first intercepted host's
-		// HTTPS Date sets the clock (README: "A gateway that boots at
-		// 1970"). The probe dials directly, never through --upstream-proxy.
-		TimeBootstrap: timesource.NewBootstrapper(parts.clock, timesource.DateProbe{
-			Dial:  (&net.Dialer{Timeout: cfg.UpstreamDialTimeout}).DialContext,
-			Roots: parts.roots,
-		}, 0, parts.log.With("part", "timesource")),
-		Admitter:     parts.limiter,
-		Observer:     parts.observer,
-		CA:           parts.ca,
-		Logger:       parts.log,
-		ProxyAuth:    cfg.ProxyAuth,
-		RetryOnSkew:  cfg.RetryOnSkew,
-		RequireSync:  cfg.RequireSync,
-		DrainTimeout: cfg.DrainTimeout,
+		TunnelDial:    tunnelDial,
+		TimeBootstrap: newTimeBootstrap(cfg, parts),
+		Admitter:      parts.limiter,
+		Observer:      parts.observer,
+		CA:            parts.ca,
+		Logger:        parts.log,
+		ProxyAuth:     cfg.ProxyAuth,
+		RetryOnSkew:   cfg.RetryOnSkew,
+		RequireSync:   cfg.RequireSync,
+		DrainTimeout:  cfg.DrainTimeout,
 
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
 		MaxClientConns:    cfg.MaxClientConns,
 	}, nil
+}
+
+// newTimeBootstrap is the HTTPS Date bootstrap: with no time source
+// answering, the first intercepted host's Date sets the clock (README: "A
+// gateway that boots at 1970"). The probe dials directly, never through
+// --upstream-proxy. nil with --no-time-bootstrap.
+func newTimeBootstrap(cfg Config, parts proxyParts) proxy.TimeBootstrapper {
+	if cfg.NoTimeBootstrap {
+		return nil
+	}
+	return timesource.NewBootstrapper(parts.clock, timesource.DateProbe{
+		Dial:  (&net.Dialer{Timeout: cfg.UpstreamDialTimeout}).DialContext,
+		Roots: parts.roots,
+	}, 0, parts.log.With("part", "timesource"))
 }
 
 // newAdmin builds the admin handler: health, readiness, status, metrics,
