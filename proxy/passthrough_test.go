@@ -188,36 +188,43 @@ func TestExpectContinue(t *testing.T) {
 	}
 }
 
+// TestStreamingResponseFlushes: a streamed answer reaches the client as it
+// arrives on both paths, inside an intercepted tunnel (https) and as an
+// absolute-form request through goproxy (http), by the one flush policy.
 func TestStreamingResponseFlushes(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
-	const delay = 1500 * time.Millisecond
-	h.fake.SetFunction("slow", proxytestStream(delay))
-	c := h.client()
-	req, _ := http.NewRequest(http.MethodPost, "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/slow/invocations", strings.NewReader(`"0123456789abcdef"`))
-	start := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	buf := make([]byte, 1)
-	if _, err := io.ReadFull(resp.Body, buf); err != nil {
-		t.Fatal(err)
-	}
-	first := time.Since(start)
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := time.Since(start)
-	if first > delay/2 {
-		t.Fatalf("first byte after %v: the proxy held the stream (upstream delay %v)", first, delay)
-	}
-	if total < delay {
-		t.Fatalf("whole answer after %v, before the upstream finished", total)
-	}
-	if got := string(buf) + string(rest); got != `"0123456789abcdef"` {
-		t.Fatalf("body %q", got)
+	for _, scheme := range []string{"https", "http"} {
+		t.Run(scheme, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			const delay = 1500 * time.Millisecond
+			h.fake.SetFunction("slow", proxytestStream(delay))
+			c := h.client()
+			req, _ := http.NewRequest(http.MethodPost, scheme+"://lambda.us-east-1.amazonaws.com/2015-03-31/functions/slow/invocations", strings.NewReader(`"0123456789abcdef"`))
+			start := time.Now()
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			buf := make([]byte, 1)
+			if _, err := io.ReadFull(resp.Body, buf); err != nil {
+				t.Fatal(err)
+			}
+			first := time.Since(start)
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total := time.Since(start)
+			if first > delay/2 {
+				t.Fatalf("first byte after %v: the proxy held the stream (upstream delay %v)", first, delay)
+			}
+			if total < delay {
+				t.Fatalf("whole answer after %v, before the upstream finished", total)
+			}
+			if got := string(buf) + string(rest); got != `"0123456789abcdef"` {
+				t.Fatalf("body %q", got)
+			}
+		})
 	}
 }
 

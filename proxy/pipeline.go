@@ -31,7 +31,7 @@ func (rt *runtime) roundTrip(req *http.Request, tun *tunnel) (resp *http.Respons
 	start := time.Now() // monotonic: the access log's duration; signing time comes from Clock
 	ctx, cancel := context.WithCancel(req.Context())
 	stopHard := context.AfterFunc(rt.hardCtx, cancel)
-	x := &exchange{rt: rt, start: start, method: req.Method, host: normalizeHost(req.Host)}
+	x := &exchange{rt: rt, start: start, method: req.Method, host: normalizeHost(req.Host), flush: clientFlush(req.Context())}
 	x.done = func() {
 		stopHard()
 		cancel()
@@ -107,6 +107,10 @@ type exchange struct {
 	// sent and received bracket the last upstream exchange (corrected
 	// clock readings), for the clock's observations.
 	sent, received time.Time
+	// flush, on the goproxy path, flushes the client connection: the
+	// answer's body then follows flushOnPause (writeResponse does that
+	// itself inside tunnels).
+	flush func() error
 }
 
 // forward sends a request for a host that is not intercepted, untouched.
@@ -425,6 +429,8 @@ func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
 	body := resp.Body
 	if body == nil {
 		body = http.NoBody
+	} else if x.flush != nil {
+		body = &flushOnPause{body: body, flush: x.flush}
 	}
 	resp.Body = &endBody{ReadCloser: body, finish: func(readErr error) {
 		if x.release != nil {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -255,9 +254,10 @@ func (rt *runtime) newHandler() http.Handler {
 			gp.ServeHTTP(w, r)
 			return
 		}
-		// goproxy flushes plain responses only for event streams; flush
-		// every write so streamed answers reach the client as they come.
-		gp.ServeHTTP(flushingWriter{w}, r)
+		// goproxy copies the answer with io.Copy and flushes only event
+		// streams: the pipeline flushes when the upstream pauses
+		// (flushOnPause), through this writer's controller.
+		gp.ServeHTTP(w, withClientFlush(r, http.NewResponseController(w).Flush))
 	}))
 }
 
@@ -273,29 +273,6 @@ func (rt *runtime) tunnelDial(req *http.Request, network, addr string) (net.Conn
 	d := net.Dialer{Timeout: DefaultTunnelDialTimeout, KeepAlive: 30 * time.Second}
 	return d.DialContext(ctx, network, addr)
 }
-
-// flushingWriter flushes after every write.
-type flushingWriter struct{ http.ResponseWriter }
-
-func (f flushingWriter) Write(p []byte) (int, error) {
-	n, err := f.ResponseWriter.Write(p)
-	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
-}
-
-func (f flushingWriter) Flush() {
-	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
-		fl.Flush()
-	}
-}
-
-func (f flushingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(f.ResponseWriter).Hijack()
-}
-
-func (f flushingWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // Serve accepts proxy clients on ln until ctx is done, then stops
 // accepting, lets in-flight requests finish for at most DrainTimeout,

@@ -149,11 +149,11 @@ func newCopyBufPool() *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 }
 
-// writeResponse copies resp to w. It flushes when a read of the upstream
-// body comes back short without ending it (the upstream has nothing more
-// for now, as in an event stream or a chunked answer sent piece by piece),
-// and once at the end, still under the write deadline. A body that arrived
-// whole costs one write. An upstream body that fails part way aborts the
+// writeResponse copies resp to w under the one flush policy
+// (flushOnPause): a body that arrived whole costs one write; a pause of the
+// upstream (an event stream, a chunked answer sent piece by piece) flushes
+// what the client has so far; the last bytes are flushed still under the
+// write deadline. An upstream body that fails part way aborts the
 // connection, so the client sees a truncated answer rather than a
 // complete-looking one.
 func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, idle time.Duration, bufs *sync.Pool) {
@@ -183,26 +183,21 @@ func writeResponse(w http.ResponseWriter, rc *http.ResponseController, resp *htt
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
 	buf := *bp
+	body := &flushOnPause{body: resp.Body, flush: rc.Flush}
 	for {
-		n, err := resp.Body.Read(buf)
+		n, err := body.Read(buf)
 		if n > 0 {
 			rc.SetWriteDeadline(time.Now().Add(idle))
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				panic(http.ErrAbortHandler)
-			}
-			if n < len(buf) && err == nil {
-				// A short read: the next one would likely wait for the
-				// upstream, so let the client have what there is.
-				if rc.Flush() != nil {
-					panic(http.ErrAbortHandler)
-				}
 			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			// Do not let net/http end a chunked answer cleanly.
+			// A failed flush, or an upstream body that broke: do not let
+			// net/http end a chunked answer cleanly.
 			panic(http.ErrAbortHandler)
 		}
 	}
