@@ -440,3 +440,39 @@ func TestInterceptedKeepsClientHeaders(t *testing.T) {
 		t.Fatalf("header named in Connection forwarded: %v", got)
 	}
 }
+
+// TestBlindTunnelDialFailureAnswer: a CONNECT to a host that is not
+// intercepted and cannot be reached gets the proxy's own short 502, not
+// the dial error's text (addresses, syscalls).
+func TestBlindTunnelDialFailureAnswer(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := closed.Addr().String()
+	closed.Close()
+	h := newHarness(t, harnessOptions{})
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "CONNECT "+dead+" HTTP/1.1\r\nHost: "+dead+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Skewproxy-Error") != "UpstreamError" {
+		t.Fatalf("answer %d %v %q, want the proxy's 502 UpstreamError", resp.StatusCode, resp.Header, body)
+	}
+	if !strings.Contains(body, "refused the connection") || strings.Contains(body, "dial tcp") || strings.Contains(body, "connect:") {
+		t.Fatalf("body %q: want a short message without the raw dial error", body)
+	}
+	if !strings.Contains(h.logs.String(), "blind tunnel not opened") {
+		t.Errorf("no log line for the failed tunnel")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -227,6 +228,9 @@ func (rt *runtime) newHandler() http.Handler {
 	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuseDial}
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = rt.tunnelDial
+	// A blind tunnel whose destination cannot be reached gets our own
+	// answer, not goproxy's raw dial error text.
+	gp.ConnectionErrHandler = rt.tunnelDialFailed
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "skewproxy is a forward proxy: send absolute-form or CONNECT requests (admin endpoints are on the admin listener)", http.StatusBadRequest)
 	})
@@ -259,6 +263,23 @@ func (rt *runtime) newHandler() http.Handler {
 		// (flushOnPause), through this writer's controller.
 		gp.ServeHTTP(w, withClientFlush(r, http.NewResponseController(w).Flush))
 	}))
+}
+
+// tunnelDialFailed answers a CONNECT whose destination could not be
+// dialed: a short 502/504 saying what failed, with the detail in the log
+// only (goproxy would send the dial error's text, addresses and all).
+func (rt *runtime) tunnelDialFailed(w io.Writer, gctx *goproxy.ProxyCtx, err error) {
+	host := ""
+	if gctx != nil && gctx.Req != nil {
+		host = normalizeHost(gctx.Req.Host)
+	}
+	status, msg := describeUpstreamError(host, err)
+	rt.log.Info("blind tunnel not opened", "host", host, "status", status, "err", redactText(err.Error()))
+	resp := reply(nil, "", status, "UpstreamError", msg)
+	resp.Close = true
+	if werr := resp.Write(w); werr != nil {
+		rt.log.Debug("answering a failed CONNECT", "host", host, "err", werr)
+	}
 }
 
 func refuseDial(context.Context, string, string) (net.Conn, error) {
