@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
+	"github.com/skewproxy/skewproxy/signer/iotcreds"
 )
 
 // Config is everything `skewproxy serve` needs, read from flags and env.
@@ -48,12 +49,25 @@ type Config struct {
 	DrainTimeout                  time.Duration
 	Pprof                         bool
 
+	// IoT, when its Endpoint is set, takes the credentials from AWS IoT
+	// Core's credentials provider instead of the standard chain.
+	IoT IoTConfig
+
 	StateDir, CACert, CAKey string
 	CAExport                string
 	TimeSources             []string
 	ClockOffset             time.Duration
 	LogLevel, LogFormat     string
 }
+
+// IoTConfig is the --iot-* flags.
+type IoTConfig struct {
+	Endpoint, RoleAlias, ThingName string
+	Cert, Key, CA                  string
+}
+
+// Enabled reports whether the IoT credentials provider is configured.
+func (c IoTConfig) Enabled() bool { return c.Endpoint != "" }
 
 // serveConfig reads and validates the serve flags.
 func serveConfig(c *cli.Context) (Config, error) {
@@ -100,6 +114,9 @@ func serveConfig(c *cli.Context) (Config, error) {
 		errs = append(errs, err)
 	}
 	if err := readCAFlags(c, &cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := readIoTFlags(c, &cfg); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, cfg.validate()...)
@@ -163,6 +180,51 @@ func readCAFlags(c *cli.Context, cfg *Config) error {
 	dir, err := stateDir(c.String("state-dir"))
 	cfg.StateDir = dir
 	return err
+}
+
+// readIoTFlags reads the --iot-* flags: all of them but --iot-ca, or none.
+func readIoTFlags(c *cli.Context, cfg *Config) error {
+	cfg.IoT = IoTConfig{
+		Endpoint:  c.String("iot-credentials-endpoint"),
+		RoleAlias: c.String("iot-role-alias"),
+		ThingName: c.String("iot-thing-name"),
+		Cert:      c.String("iot-cert"),
+		Key:       c.String("iot-key"),
+		CA:        c.String("iot-ca"),
+	}
+	return cfg.IoT.validate()
+}
+
+// validate checks that the IoT flags come together.
+func (c IoTConfig) validate() error {
+	required := []struct{ flag, value string }{
+		{"--iot-credentials-endpoint", c.Endpoint},
+		{"--iot-role-alias", c.RoleAlias},
+		{"--iot-thing-name", c.ThingName},
+		{"--iot-cert", c.Cert},
+		{"--iot-key", c.Key},
+	}
+	var set, missing []string
+	for _, r := range required {
+		if r.value == "" {
+			missing = append(missing, r.flag)
+		} else {
+			set = append(set, r.flag)
+		}
+	}
+	if len(set) == 0 {
+		if c.CA != "" {
+			return errors.New("--iot-ca needs the other --iot-* flags")
+		}
+		return nil
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s need %s too (AWS IoT credentials take all of them)", strings.Join(set, ", "), strings.Join(missing, ", "))
+	}
+	if _, err := iotcreds.ParseEndpoint(c.Endpoint); err != nil {
+		return fmt.Errorf("--iot-credentials-endpoint: %w", err)
+	}
+	return nil
 }
 
 // validate checks relations between flags.

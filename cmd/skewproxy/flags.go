@@ -94,7 +94,21 @@ func serveFlags() []cli.Flag {
 		stringFlag("drain-timeout", "30s", "on SIGTERM, wait up to `D` for in-flight requests"),
 		boolFlag("pprof", "serve /debug/pprof/ on the admin port"),
 	}
+	flags = append(flags, iotFlags()...)
 	flags = append(flags, caFlags()...)
 	flags = append(flags, clockFlags()...)
 	return append(flags, logFlags()...)
+}
+
+// iotFlags take the proxy's credentials from AWS IoT Core's credentials
+// provider instead of the standard chain: all of them but --iot-ca, or none.
+func iotFlags() []cli.Flag {
+	return []cli.Flag{
+		stringFlag("iot-credentials-endpoint", "", "get credentials from AWS IoT Core's credentials provider at `HOST[:PORT]` (aws iot describe-endpoint --endpoint-type iot:CredentialProvider) instead of the standard chain"),
+		stringFlag("iot-role-alias", "", "AWS IoT role alias `NAME` whose role's credentials the proxy signs with"),
+		stringFlag("iot-thing-name", "", "thing `NAME` attached to --iot-cert (sent as x-amzn-iot-thingname)"),
+		stringFlag("iot-cert", "", "device certificate (PEM `FILE`) registered with AWS IoT Core"),
+		stringFlag("iot-key", "", "private key (PEM `FILE`) of --iot-cert; read once at start"),
+		stringFlag("iot-ca", "", "extra root certificates (PEM `FILE`) for the credentials endpoint; system roots are always used"),
+	}
 }

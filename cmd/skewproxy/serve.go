@@ -23,6 +23,7 @@ import (
 	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
 	"github.com/skewproxy/skewproxy/proxy/telemetry"
 	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/iotcreds"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -191,15 +192,30 @@ func newClock(cfg Config, log *slog.Logger, onSample func(string, time.Duration)
 }
 
 // newSigner loads the proxy's credentials on the corrected clock: their
-// expiry is judged by it, and the providers' own HTTPS (STS, SSO) verifies
-// certificates by it.
+// expiry is judged by it, and the providers' own HTTPS (STS, SSO, the AWS
+// IoT credentials provider) verifies certificates by it. With --iot-* the
+// credentials come from AWS IoT Core, else from the standard chain.
 func newSigner(ctx context.Context, cfg Config, clock *timesource.Corrected, log *slog.Logger, onFetch func(error)) (*signer.Signer, string, error) {
-	creds, provider, err := signer.LoadCredentials(ctx, signer.CredentialsOptions{
-		Cache:      signer.CredentialsCacheOptions{Now: clock.Now, OnFetch: onFetch},
-		HTTPClient: sdkHTTPClient(clock.Now),
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("AWS credentials: %w", err)
+	cache := signer.CredentialsCacheOptions{Now: clock.Now, OnFetch: onFetch}
+	var creds *signer.CredentialsCache
+	var provider string
+	if cfg.IoT.Enabled() {
+		iot, err := iotcreds.New(iotcreds.Options{
+			Endpoint: cfg.IoT.Endpoint, RoleAlias: cfg.IoT.RoleAlias, ThingName: cfg.IoT.ThingName,
+			CertFile: cfg.IoT.Cert, KeyFile: cfg.IoT.Key, CAFile: cfg.IoT.CA,
+			Now: clock.Now, DialTimeout: cfg.UpstreamDialTimeout,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("AWS IoT credentials (--iot-*): %w", err)
+		}
+		cache.ExpiryWindowJitterFrac = 0.2 // as LoadCredentials: a fleet does not refresh in step
+		creds, provider = signer.NewCredentialsCache(iot, cache), iot.Name()
+	} else {
+		var err error
+		creds, provider, err = signer.LoadCredentials(ctx, signer.CredentialsOptions{Cache: cache, HTTPClient: sdkHTTPClient(clock.Now)})
+		if err != nil {
+			return nil, "", fmt.Errorf("AWS credentials: %w", err)
+		}
 	}
 	return signer.New(creds, signer.Options{MaxBufferedBody: cfg.MaxBodyBuffer, Logger: log, ProviderName: provider}), provider, nil
 }
