@@ -28,6 +28,18 @@ type Prepared struct {
 	// Replayable is true when Sign can be called again after the body was
 	// sent (the body is buffered or the request has GetBody).
 	Replayable bool
+	// ClientSignatureVersion names the pre-SigV4 signature the request
+	// arrived with, which Prepare removed: SigV2S3Header ("s3v2"),
+	// SigV2S3Query ("s3v2-query"), SigV2Query ("2"), SigV1Query ("1") or
+	// SigV0Query ("0"); "" when the client signed with SigV4 or not at all.
+	// Such a request is signed like an unsigned one (ClientAuth and
+	// ClientPresign are nil; the scope comes from the host); ClientTime is
+	// its Date, x-amz-date or Timestamp when it had one.
+	ClientSignatureVersion string
+
+	// legacyExpires is the Expires of S3 query string authentication
+	// (SigV2S3Query): Sign refuses to sign after it. Zero otherwise.
+	legacyExpires time.Time
 
 	// sign signs a presigned (passed-through) request; st a re-signed one.
 	sign func(ctx context.Context, t time.Time) (*http.Request, error)
@@ -36,8 +48,13 @@ type Prepared struct {
 
 // Sign returns the outgoing request signed at t with the proxy's
 // credentials. The returned request has a fresh body reader; the caller
-// sends it as is and must not change any signed header afterwards.
+// sends it as is and must not change any signed header afterwards. A
+// presigned V2 URL whose Expires is before t gets a 403 *RequestError
+// (AccessDenied, "Request has expired").
 func (p *Prepared) Sign(ctx context.Context, t time.Time) (*http.Request, error) {
+	if !p.legacyExpires.IsZero() && t.After(p.legacyExpires) {
+		return nil, legacyExpired(p.legacyExpires, t)
+	}
 	switch {
 	case p.sign != nil:
 		return p.sign(ctx, t)
@@ -61,13 +78,16 @@ const (
 )
 
 // RequestError is a problem with the client's request that the proxy
-// answers itself. Status is the HTTP status to send (400, 413, 501, 503);
+// answers itself. Status is the HTTP status to send (400, 403, 413, 501, 503);
 // Message is safe to show to the client; Err carries the detail for logs.
+// Failure classifies the refusal when it is one of the failures the proxy
+// counts (FailurePresignedExpired for an expired presigned V2 URL), else "".
 type RequestError struct {
 	Status  int
 	Code    string
 	Message string
 	Err     error
+	Failure Failure
 }
 
 func (e *RequestError) Error() string {

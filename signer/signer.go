@@ -121,7 +121,10 @@ func (s *Signer) providerName() string {
 //
 // A request the client signed keeps its credential scope and its signed
 // header set; an unsigned request gets its scope from the host. A
-// presigned request is passed through unchanged by Sign.
+// presigned request is passed through unchanged by Sign. A request signed
+// with Signature Version 2 (or the query APIs' 1 or 0) loses that
+// signature and is then treated as unsigned; ClientSignatureVersion says
+// which it was.
 func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 	host := req.Host
 	if host == "" && req.URL != nil {
@@ -129,6 +132,12 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 	}
 	if req.URL == nil || host == "" {
 		return nil, &RequestError{Status: http.StatusBadRequest, Code: "InvalidRequest", Message: "request has no host"}
+	}
+	// A pre-SigV4 signature is removed here (sigv2.go); what is left is an
+	// unsigned request.
+	req, legacy, err := s.upgradeLegacy(req)
+	if err != nil {
+		return nil, err
 	}
 	// Most queries are plain (no escapes in names, no '+', no ';'): those
 	// cannot be malformed and are checked for presign parameters without
@@ -189,6 +198,9 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 	}
 
 	p.Service, p.Region, p.ClientAuth, p.ClientTime = sc.Service, sc.Region, auth, clientTime(req.Header)
+	if legacy.version != "" {
+		p.ClientSignatureVersion, p.ClientTime, p.legacyExpires = legacy.version, legacy.clientTime, legacy.expires
+	}
 	pl, err := s.preparePayload(req, sc, &st.body)
 	if err != nil {
 		return nil, err
@@ -227,6 +239,7 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 	if s.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		s.opts.Logger.Debug("prepared re-signing",
 			"service", sc.Service, "region", sc.Region, "client_signed", auth != nil,
+			"client_signature_version", legacy.version,
 			"signed_headers", len(plan.signed), "payload", payloadKind(pl.hash), "replayable", p.Replayable,
 			"fast_signer", !plan.sdkOnly && !s.opts.UseSDKSigner)
 	}
