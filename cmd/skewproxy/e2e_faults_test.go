@@ -218,6 +218,7 @@ printf '{"Version":1,"AccessKeyId":"%s","SecretAccessKey":"%s","SessionToken":"%
 			"--resolve", "sts.us-east-1.amazonaws.com:443=" + fake.URL(),
 			"--upstream-ca", fake.CAFile(t),
 			"--time-source", "ntp://127.0.0.1:1",
+			"--no-time-bootstrap", // the fake must count only signed requests
 		},
 		Env: []string{"AWS_CONFIG_FILE=" + cfgFile, "AWS_PROFILE=faults", "AWS_REGION=us-east-1"},
 	})

@@ -379,3 +379,50 @@ func TestWrongClockE2ESpanTimestamps(t *testing.T) {
 		t.Fatal("no Lambda.Invoke span reached the OTLP receiver")
 	}
 }
+
+// TestWrongClockE2EWebIdentityOverTLS: the credential chain's own HTTPS
+// verifies certificates by corrected time. With the host 10 years behind,
+// the web identity provider's call to STS (AssumeRoleWithWebIdentity, over
+// TLS to an endpoint whose certificate is valid only around true time)
+// succeeds, and the credentials it returns sign the invoke.
+func TestWrongClockE2EWebIdentityOverTLS(t *testing.T) {
+	shift := 10 * year
+	trueNow := time.Now().Add(shift)
+	session := proxytest.Credentials{AccessKeyID: "ASIAWEBIDENTITY", SecretAccessKey: "web-identity-secret",
+		SessionToken: "web-identity-session", Expires: trueNow.Add(time.Hour)}
+	w := newWrongClockWorld(t, shift, true, proxytest.AWSOptions{Credentials: session,
+		WebIdentity: &proxytest.WebIdentity{Token: "oidc-token", Credentials: session}})
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("oidc-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := w.startProxy(t, []string{
+		"AWS_REGION=us-east-1",
+		"AWS_ROLE_ARN=arn:aws:iam::" + proxytest.AccountID + ":role/proxytest",
+		"AWS_ROLE_SESSION_NAME=wrong-clock",
+		"AWS_WEB_IDENTITY_TOKEN_FILE=" + tokenFile,
+		"AWS_ENDPOINT_URL_STS=" + w.fake.URL(),
+		"AWS_CA_BUNDLE=" + w.fake.CAFile(t),
+	})
+	p.waitReady(t, 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := lambda.NewFromConfig(p.awsConfig()).Invoke(ctx, &lambda.InvokeInput{
+		FunctionName: aws.String("web-identity"), Payload: []byte(`{}`)}); err != nil {
+		t.Fatalf("Invoke: %v\nproxy logs:\n%s", err, p.Logs())
+	}
+	w.fake.WaitIdle(ctx)
+	var assumed, signed int
+	for _, r := range w.fake.Requests() {
+		switch {
+		case r.Operation == "AssumeRoleWithWebIdentity":
+			assumed++
+		case r.Verified != nil && r.Verified.AccessKeyID == session.AccessKeyID && r.Verified.SessionToken:
+			signed++
+		}
+	}
+	if assumed != 1 || signed != 1 {
+		t.Errorf("endpoint saw %d AssumeRoleWithWebIdentity and %d requests signed with the session, want 1 and 1", assumed, signed)
+	}
+}

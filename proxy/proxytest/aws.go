@@ -56,6 +56,10 @@ type AWSOptions struct {
 	// regional names (*.REGION.amazonaws.com, *.execute-api.REGION...,
 	// *.s3.REGION...) of the common regions.
 	ExtraNames []string
+	// WebIdentity, when set, makes STS answer AssumeRoleWithWebIdentity
+	// (an unsigned call, as on AWS) with these credentials, valid until
+	// their Expires, to a request carrying WebIdentityToken.
+	WebIdentity *WebIdentity
 	// MaxRecorded caps how many requests Requests keeps (oldest dropped).
 	// Default 1000.
 	MaxRecorded int
@@ -391,6 +395,12 @@ func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Body = body
 
+	if svc == "sts" && a.opts.WebIdentity != nil {
+		if op, ok := a.serveWebIdentity(sw, r, body, reqID); ok {
+			rec.Operation = op
+			return
+		}
+	}
 	if mode != 0 {
 		rec.Injected = mode
 		signed, err := time.Parse(amzDateFmt, signingDate(r))

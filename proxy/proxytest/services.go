@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // AccountID is the AWS account the fake answers for (STS GetCallerIdentity).
@@ -102,4 +103,57 @@ func serveAPIGateway(w http.ResponseWriter, r *http.Request, body []byte) string
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
 	return r.URL.Path
+}
+
+// WebIdentity configures the fake's STS AssumeRoleWithWebIdentity.
+type WebIdentity struct {
+	// Token is the web identity token a caller must present.
+	Token string
+	// Credentials are handed out (with their Expires) on success.
+	Credentials Credentials
+}
+
+// serveWebIdentity answers an AssumeRoleWithWebIdentity request, which STS
+// takes unsigned; ok is false for any other request.
+func (a *AWS) serveWebIdentity(w http.ResponseWriter, r *http.Request, body []byte, reqID string) (op string, ok bool) {
+	params := r.URL.Query()
+	if r.Method == http.MethodPost {
+		if form, err := url.ParseQuery(string(body)); err == nil {
+			for k, v := range form {
+				params[k] = v
+			}
+		}
+	}
+	if params.Get("Action") != "AssumeRoleWithWebIdentity" {
+		return "", false
+	}
+	wi := a.opts.WebIdentity
+	if params.Get("WebIdentityToken") != wi.Token {
+		awsError{status: 400, code: "InvalidIdentityToken", message: "Couldn't retrieve verification key from your identity provider"}.write(w, protoQuery, reqID)
+		return "AssumeRoleWithWebIdentity", true
+	}
+	c := wi.Credentials
+	out := fmt.Sprintf(`<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <Credentials>
+      <AccessKeyId>%s</AccessKeyId>
+      <SecretAccessKey>%s</SecretAccessKey>
+      <SessionToken>%s</SessionToken>
+      <Expiration>%s</Expiration>
+    </Credentials>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::%s:assumed-role/proxytest/session</Arn>
+      <AssumedRoleId>AROAPROXYTEST:session</AssumedRoleId>
+    </AssumedRoleUser>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata>
+    <RequestId>%s</RequestId>
+  </ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>
+`, c.AccessKeyID, c.SecretAccessKey, c.SessionToken, c.Expires.UTC().Format(time.RFC3339), AccountID, reqID)
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(out))
+	return "AssumeRoleWithWebIdentity", true
 }
