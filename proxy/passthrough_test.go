@@ -476,3 +476,37 @@ func TestBlindTunnelDialFailureAnswer(t *testing.T) {
 		t.Errorf("no log line for the failed tunnel")
 	}
 }
+
+// TestProxyAnswersDatedByCorrectedClock: an answer the proxy makes itself
+// carries a Date from the corrected clock, on both paths, never the host's
+// (SDKs correct their own clock from it).
+func TestProxyAnswersDatedByCorrectedClock(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := closed.Addr().String()
+	closed.Close()
+	for _, scheme := range []string{"https", "http"} {
+		t.Run(scheme, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{resolve: []string{"*.amazonaws.com:443=https://" + dead, "*.amazonaws.com:80=https://" + dead}})
+			const ahead = 3 * time.Hour
+			h.clock.offset.Store(int64(ahead))
+			resp, err := h.client().Get(scheme + "://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15")
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, resp)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("status %d, want the proxy's 502", resp.StatusCode)
+			}
+			date, err := http.ParseTime(resp.Header.Get("Date"))
+			if err != nil {
+				t.Fatalf("Date %q: %v", resp.Header.Get("Date"), err)
+			}
+			if d := date.Sub(time.Now().Add(ahead)); d > 2*time.Second || d < -2*time.Second {
+				t.Errorf("Date %v is %v off the corrected clock", date, d)
+			}
+		})
+	}
+}

@@ -406,8 +406,11 @@ func (x *exchange) recovered(req *http.Request, v any) *http.Response {
 		"skewproxy hit an internal error handling this request (a bug; its log has the details)"))
 }
 
-// finishLocal returns an answer the proxy made itself.
+// finishLocal returns an answer the proxy made itself, dated by the
+// corrected clock (net/http would date it by the host clock, and SDKs
+// correct their own clock from an answer's Date).
 func (x *exchange) finishLocal(req *http.Request, resp *http.Response) *http.Response {
+	resp.Header.Set("Date", x.rt.p.Clock.Now().UTC().Format(http.TimeFormat))
 	return x.wrap(resp, errLocalAnswer)
 }
 
