@@ -39,8 +39,10 @@ type AWSOptions struct {
 	Now func() time.Time
 	// CertValidity, when set, makes the server's certificate valid only
 	// from CertValidity before to CertValidity after Now() at start (a
-	// real AWS certificate is not valid years away from true time).
-	// Default: a year each way.
+	// real AWS certificate is not valid years away from true time): the
+	// wrong-clock world. Default: a year each way around the host clock,
+	// so that a Now fixed in the past (the signing test vectors) still
+	// gets a certificate clients on the host clock accept.
 	CertValidity time.Duration
 	// Functions sets the behaviour of Lambda functions by name. A function
 	// not listed echoes its payload at once.
@@ -167,10 +169,11 @@ func NewAWS(t testing.TB, opts AWSOptions) *AWS {
 	if opts.MaxRecorded <= 0 {
 		opts.MaxRecorded = 1000
 	}
-	if opts.CertValidity <= 0 {
-		opts.CertValidity = 365 * 24 * time.Hour
+	certTime, validity := opts.Now(), opts.CertValidity
+	if validity <= 0 {
+		certTime, validity = time.Now(), 365*24*time.Hour
 	}
-	cert, certPEM, err := selfSignedCert(certNames(opts.ExtraNames), opts.Now(), opts.CertValidity)
+	cert, certPEM, err := selfSignedCert(certNames(opts.ExtraNames), certTime, validity)
 	if err != nil {
 		t.Fatalf("proxytest: fake AWS certificate: %v", err)
 	}
