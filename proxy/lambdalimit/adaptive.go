@@ -29,12 +29,16 @@ import (
 // highest in-flight count seen for the function.
 //
 // Other statuses (4xx, 5xx, 0 for no answer) change nothing.
+//
+// With a Coordinator in a fallback mode the configured limit here is the
+// proxy's local share of it.
 func (l *Limiter) adapt(fn *fnState, epoch uint64, status int, h http.Header, now time.Time) {
+	sc := l.scaleNow()
 	switch {
-	case status == http.StatusTooManyRequests && isTooManyRequests(h):
+	case Throttled(status, h):
 		if epoch == fn.epoch {
 			base := fn.inflight // still counts the throttled request
-			if lim := fn.currentLimit(); lim > 0 {
+			if lim := fn.currentLimit(sc); lim > 0 {
 				base = min(base, lim)
 			}
 			fn.eff = max(base/2, 1)
@@ -54,7 +58,7 @@ func (l *Limiter) adapt(fn *fnState, epoch uint64, status int, h http.Header, no
 		}
 		fn.successes = 0
 		fn.eff++
-		if (fn.limit > 0 && fn.eff >= fn.limit) || (fn.limit == 0 && fn.eff > fn.peak) {
+		if lim := sc.of(fn.limit); (lim > 0 && fn.eff >= lim) || (lim == 0 && fn.eff > fn.peak) {
 			fn.limited = false
 			fn.eff = 0
 			l.log.Debug("lambda function limit recovered", "function", fn.key, "limit", fn.limit)
@@ -132,4 +136,17 @@ func (l *Limiter) pauseEnded(fn *fnState) {
 	fn.pauseTimer = nil
 	l.dispatch(now)
 	l.prune(fn, now)
+}
+
+// Throttled reports whether an upstream answer is Lambda's own throttle
+// (429 with x-amzn-ErrorType TooManyRequestsException): the answers that
+// halve an adaptive limit. A Coordinator uses it for the shared limit.
+func Throttled(status int, h http.Header) bool {
+	return status == http.StatusTooManyRequests && isTooManyRequests(h)
+}
+
+// RetryAfter reads an answer's Retry-After (delay-seconds or an HTTP date
+// judged by wall, the corrected clock); 0 when absent, malformed or past.
+func RetryAfter(h http.Header, wall func() time.Time) time.Duration {
+	return parseRetryAfter(h.Get("Retry-After"), wall)
 }

@@ -45,6 +45,10 @@ type Config struct {
 	// judged by (a host clock off by hours would make a date pause for
 	// hours or not at all). nil means Now.
 	Clock func() time.Time
+	// Coordinator, when set, makes MaxInflight and FunctionMaxInflight
+	// fleet-wide: every admitted invoke also takes a slot from it (package
+	// lambdalimit/fleet keeps them in Redis). nil keeps the limits local.
+	Coordinator Coordinator
 	// Logger receives debug events (throttles, pauses, refusals); nil
 	// discards them. Only function names and durations are logged.
 	Logger *slog.Logger

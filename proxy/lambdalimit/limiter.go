@@ -27,13 +27,19 @@ type Limiter struct {
 	clock        func() time.Time // corrected wall clock, for HTTP dates
 	log          *slog.Logger
 
-	inflightN atomic.Int64 // mirrors inflight for lock-free reads
-	queuedN   atomic.Int64 // mirrors queued
+	coord Coordinator // nil: the limits are this proxy's own
+
+	inflightN     atomic.Int64 // running invokes (inflight - coordinating), lock-free
+	queuedN       atomic.Int64 // mirrors queued
+	coordinatingN atomic.Int64 // mirrors coordinating
 
 	mu       sync.Mutex
-	inflight int
-	queued   int
-	fns      map[string]*fnState
+	inflight int // local slots taken: running and coordinating
+	// coordinating counts the slots whose invoke waits for a fleet-wide
+	// slot from the Coordinator (always 0 without one).
+	coordinating int
+	queued       int
+	fns          map[string]*fnState
 	// active holds the functions with waiters in round-robin order; the
 	// next free slot goes to the first admissible one from cursor on.
 	active []*fnState
@@ -42,12 +48,13 @@ type Limiter struct {
 
 // fnState is one function's queue and adaptive limit. Guarded by Limiter.mu.
 type fnState struct {
-	key      string
-	limit    int // configured limit, 0 = none
-	inflight int
-	peak     int // highest inflight seen since the state was made
-	queue    list.List
-	active   bool // in Limiter.active
+	key          string
+	limit        int // configured limit, 0 = none
+	inflight     int // local slots taken, coordinating included
+	coordinating int
+	peak         int // highest inflight seen since the state was made
+	queue        list.List
+	active       bool // in Limiter.active
 
 	// Adaptive state: when limited, eff is the effective limit (<= limit
 	// when limit > 0); when not limited the configured limit applies.
@@ -82,6 +89,7 @@ func New(cfg Config) *Limiter {
 		now:          cfg.now(),
 		clock:        cfg.clock(),
 		log:          cfg.logger(),
+		coord:        cfg.Coordinator,
 		fns:          make(map[string]*fnState),
 	}
 }
@@ -111,38 +119,93 @@ func (l *Limiter) Admit(ctx context.Context, req *http.Request) (release func(st
 
 // AdmitInvoke is Admit for an invoke already recognised by Recognize. It
 // holds inv whatever its Type.
+//
+// With a Coordinator the invoke first waits here, in the local queue, and
+// then for a fleet-wide slot; waited covers both, and the split goes on the
+// span in ctx (AttrLocalWaitMS, AttrCoordinationWaitMS). The queue timeout
+// bounds the two together.
 func (l *Limiter) AdmitInvoke(ctx context.Context, inv Invoke) (release func(status int, h http.Header), waited time.Duration, err error) {
 	key := inv.Function
 	if err := ctx.Err(); err != nil {
 		return nil, 0, fmt.Errorf("lambdalimit: invoke of %q: %w", key, context.Cause(ctx))
 	}
+	s, waited, err := l.queue(ctx, key, time.Time{})
+	if err != nil || l.coord == nil {
+		if err != nil {
+			return nil, waited, err
+		}
+		return l.releaser(s, nil), waited, nil
+	}
+	var coordination time.Duration
+	for {
+		start := l.now()
+		lease, ok, err := l.coordinate(ctx, s)
+		coordination += l.now().Sub(start)
+		if ok || err != nil {
+			total := l.now().Sub(s.enq)
+			l.annotate(ctx, total-coordination, coordination)
+			if err != nil {
+				return nil, total, err
+			}
+			return l.releaser(s, lease), total, nil
+		}
+		// Back in the queue, at its arrival's place.
+		if s, waited, err = l.queue(ctx, key, s.enq); err != nil {
+			l.annotate(ctx, waited-coordination, coordination)
+			return nil, waited, err
+		}
+	}
+}
+
+// slot is one local admission: a slot of fn taken at at by an invoke that
+// arrived at enq (both on the Limiter's own timeline).
+type slot struct {
+	fn      *fnState
+	epoch   uint64
+	enq, at time.Time
+}
+
+// queue waits in fn's queue until a local slot is free and takes it. enq
+// is zero for a new arrival; a requeued invoke passes its arrival, keeps
+// its place by age, is never refused as queue-full, and has what is left
+// of the queue timeout.
+func (l *Limiter) queue(ctx context.Context, key string, enq time.Time) (slot, time.Duration, error) {
+	requeue := !enq.IsZero()
 	l.mu.Lock()
 	fn := l.state(key)
 	now := l.now()
-	if fn.queue.Len() == 0 && l.globalFree() && fn.admissible(now) {
+	if !requeue {
+		enq = now
+	}
+	sc := l.scaleNow()
+	if fn.queue.Len() == 0 && l.globalFree(sc) && fn.admissible(now, sc) {
 		epoch := l.take(fn)
 		l.mu.Unlock()
-		return l.releaser(fn, epoch), 0, nil
+		return slot{fn: fn, epoch: epoch, enq: enq, at: now}, now.Sub(enq), nil
 	}
-	if l.maxQueue > 0 && l.queued >= l.maxQueue {
+	if !requeue && l.maxQueue > 0 && l.queued >= l.maxQueue {
 		t := &Throttle{Reason: ReasonQueueFull, Function: key, RetryAfter: fn.retryAfter(now)}
 		l.prune(fn, now)
 		l.mu.Unlock()
 		l.log.Debug("lambda invoke refused: queue full", "function", key, "queued", l.queuedN.Load())
-		return nil, 0, t
+		return slot{}, 0, t
 	}
-	w := &waiter{enq: now, ready: make(chan struct{})}
-	w.elem = fn.queue.PushBack(w)
+	w := &waiter{enq: enq, ready: make(chan struct{})}
+	if requeue {
+		w.elem = fn.insertByAge(w)
+	} else {
+		w.elem = fn.queue.PushBack(w)
+	}
 	l.queued++
 	l.queuedN.Add(1)
 	l.activate(fn)
 	l.mu.Unlock()
 
-	timer := time.NewTimer(l.queueTimeout)
+	timer := time.NewTimer(max(l.queueTimeout-now.Sub(enq), 0))
 	defer timer.Stop()
 	select {
 	case <-w.ready:
-		return l.releaser(fn, w.epoch), w.at.Sub(w.enq), nil
+		return slot{fn: fn, epoch: w.epoch, enq: enq, at: w.at}, w.at.Sub(enq), nil
 	case <-timer.C:
 		return l.leave(fn, w, nil)
 	case <-ctx.Done():
@@ -150,21 +213,35 @@ func (l *Limiter) AdmitInvoke(ctx context.Context, inv Invoke) (release func(sta
 	}
 }
 
+// insertByAge puts w into fn's queue behind every waiter that arrived
+// before it.
+func (fn *fnState) insertByAge(w *waiter) *list.Element {
+	for e := fn.queue.Back(); e != nil; e = e.Prev() {
+		if !e.Value.(*waiter).enq.After(w.enq) {
+			return fn.queue.InsertAfter(w, e)
+		}
+	}
+	return fn.queue.PushFront(w)
+}
+
 // leave takes w out of the queue after a timeout (ctx == nil) or a
 // cancellation. If w was admitted in the meantime, a timed-out waiter keeps
 // its slot and a cancelled one gives it back unused.
-func (l *Limiter) leave(fn *fnState, w *waiter, ctx context.Context) (func(int, http.Header), time.Duration, error) {
+func (l *Limiter) leave(fn *fnState, w *waiter, ctx context.Context) (slot, time.Duration, error) {
 	l.mu.Lock()
 	now := l.now()
 	if w.admitted {
 		waited := w.at.Sub(w.enq)
 		if ctx == nil {
 			l.mu.Unlock()
-			return l.releaser(fn, w.epoch), waited, nil
+			return slot{fn: fn, epoch: w.epoch, enq: w.enq, at: w.at}, waited, nil
 		}
-		l.giveBack(fn, now)
+		if l.coord != nil {
+			l.endCoordination(fn)
+		}
+		l.giveBack(fn, now, l.coord == nil)
 		l.mu.Unlock()
-		return nil, waited, fmt.Errorf("lambdalimit: invoke of %q abandoned after %s: %w", fn.key, waited, context.Cause(ctx))
+		return slot{}, waited, fmt.Errorf("lambdalimit: invoke of %q abandoned after %s: %w", fn.key, waited, context.Cause(ctx))
 	}
 	fn.queue.Remove(w.elem)
 	l.queued--
@@ -177,32 +254,43 @@ func (l *Limiter) leave(fn *fnState, w *waiter, ctx context.Context) (func(int, 
 	l.prune(fn, now)
 	l.mu.Unlock()
 	if ctx != nil {
-		return nil, waited, fmt.Errorf("lambdalimit: invoke of %q left the queue after %s: %w", fn.key, waited, context.Cause(ctx))
+		return slot{}, waited, fmt.Errorf("lambdalimit: invoke of %q left the queue after %s: %w", fn.key, waited, context.Cause(ctx))
 	}
 	l.log.Debug("lambda invoke refused: queue timeout", "function", fn.key, "waited", waited)
-	return nil, waited, &Throttle{Reason: ReasonQueueTimeout, Function: fn.key, Waited: waited, RetryAfter: retry}
+	return slot{}, waited, &Throttle{Reason: ReasonQueueTimeout, Function: fn.key, Waited: waited, RetryAfter: retry}
 }
 
-// releaser returns the release function of one admitted invoke.
-func (l *Limiter) releaser(fn *fnState, epoch uint64) func(int, http.Header) {
+// releaser returns the release function of one admitted invoke; lease is
+// its fleet-wide slot (nil without a Coordinator). An invoke that ran on a
+// shared lease feeds the shared limit only; the local adaptive limit
+// learns from the others.
+func (l *Limiter) releaser(s slot, lease Lease) func(int, http.Header) {
 	var done atomic.Bool
 	return func(status int, h http.Header) {
 		if !done.CompareAndSwap(false, true) {
 			return
 		}
+		if lease != nil {
+			lease.Release(status, h)
+		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		now := l.now()
-		l.adapt(fn, epoch, status, h, now)
-		l.giveBack(fn, now)
+		if lease == nil || !lease.Shared() {
+			l.adapt(s.fn, s.epoch, status, h, now)
+		}
+		l.giveBack(s.fn, now, true)
 	}
 }
 
-// giveBack frees fn's slot and hands free slots to waiters.
-func (l *Limiter) giveBack(fn *fnState, now time.Time) {
+// giveBack frees one of fn's slots (running: its invoke was sent; else it
+// never settled) and hands free slots to waiters.
+func (l *Limiter) giveBack(fn *fnState, now time.Time, running bool) {
 	fn.inflight--
 	l.inflight--
-	l.inflightN.Add(-1)
+	if running {
+		l.inflightN.Add(-1)
+	}
 	l.dispatch(now)
 	l.prune(fn, now)
 }
@@ -233,25 +321,34 @@ func (l *Limiter) prune(fn *fnState, now time.Time) {
 	}
 }
 
-func (l *Limiter) globalFree() bool {
-	return l.maxInflight == 0 || l.inflight < l.maxInflight
+func (l *Limiter) globalFree(sc scale) bool {
+	m := sc.of(l.maxInflight)
+	return m == 0 || l.inflight < m
 }
 
-// currentLimit is fn's effective limit now; 0 means unlimited.
-func (fn *fnState) currentLimit() int {
-	if fn.limited {
+// currentLimit is fn's effective limit now; 0 means unlimited. While a
+// coordinator shares the limits, the configured one applies here (the
+// fleet-wide adaptive limit is the coordinator's); otherwise the local
+// share of it, lowered by the local adaptive limit.
+func (fn *fnState) currentLimit(sc scale) int {
+	if sc.shared {
+		return fn.limit
+	}
+	lim := sc.of(fn.limit)
+	if fn.limited && (lim == 0 || fn.eff < lim) {
 		return fn.eff
 	}
-	return fn.limit
+	return lim
 }
 
 // admissible reports whether fn may start one more invoke (ignoring the
-// total limit).
-func (fn *fnState) admissible(now time.Time) bool {
-	if now.Before(fn.pausedUntil) {
+// total limit). A local Retry-After pause does not hold a shared function:
+// the coordinator keeps the fleet's pause.
+func (fn *fnState) admissible(now time.Time, sc scale) bool {
+	if !sc.shared && now.Before(fn.pausedUntil) {
 		return false
 	}
-	lim := fn.currentLimit()
+	lim := fn.currentLimit(sc)
 	return lim == 0 || fn.inflight < lim
 }
 
@@ -265,11 +362,19 @@ func (fn *fnState) retryAfter(now time.Time) time.Duration {
 
 // take counts one admission of fn and returns the adaptive epoch it
 // belongs to.
+// With a Coordinator the slot counts as coordinating until coordinate
+// settles it.
 func (l *Limiter) take(fn *fnState) uint64 {
 	fn.inflight++
 	fn.peak = max(fn.peak, fn.inflight)
 	l.inflight++
-	l.inflightN.Add(1)
+	if l.coord != nil {
+		fn.coordinating++
+		l.coordinating++
+		l.coordinatingN.Add(1)
+	} else {
+		l.inflightN.Add(1)
+	}
 	return fn.epoch
 }
 
@@ -308,12 +413,13 @@ func (l *Limiter) removeActive(i int) {
 // waiters in arrival order. Afterwards no waiter is admissible, so a new
 // arrival may be admitted at once when its function's queue is empty.
 func (l *Limiter) dispatch(now time.Time) {
-	for len(l.active) > 0 && l.globalFree() {
+	sc := l.scaleNow()
+	for len(l.active) > 0 && l.globalFree(sc) {
 		admitted := false
 		for i := range len(l.active) {
 			idx := (l.cursor + i) % len(l.active)
 			fn := l.active[idx]
-			if !fn.admissible(now) {
+			if !fn.admissible(now, sc) {
 				continue
 			}
 			w := fn.queue.Remove(fn.queue.Front()).(*waiter)
@@ -341,8 +447,13 @@ func (l *Limiter) dispatch(now time.Time) {
 	}
 }
 
-// Inflight is the number of held invokes in flight now.
+// Inflight is the number of held invokes in flight now (sent or about to
+// be: admitted, and past the Coordinator if there is one).
 func (l *Limiter) Inflight() int64 { return l.inflightN.Load() }
+
+// Coordinating is the number of invokes that left the local queue and wait
+// for a fleet-wide slot from the Coordinator.
+func (l *Limiter) Coordinating() int64 { return l.coordinatingN.Load() }
 
 // Queued is the number of invokes waiting now.
 func (l *Limiter) Queued() int64 { return l.queuedN.Load() }

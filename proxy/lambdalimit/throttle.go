@@ -21,6 +21,9 @@ const (
 	ReasonQueueTimeout Reason = "SkewproxyQueueTimeout"
 	// ReasonQueueFull: the queue already held Config.MaxQueue requests.
 	ReasonQueueFull Reason = "SkewproxyQueueFull"
+	// ReasonCoordinatorUnavailable: the fleet's coordinator could not be
+	// reached and its fallback is closed.
+	ReasonCoordinatorUnavailable Reason = "SkewproxyCoordinatorUnavailable"
 )
 
 // Throttle is the limiter's refusal of an invoke. It satisfies
@@ -45,6 +48,8 @@ func (t *Throttle) Error() string {
 	switch t.Reason {
 	case ReasonQueueFull:
 		return fmt.Sprintf("lambdalimit: queue full, invoke of %q refused", t.Function)
+	case ReasonCoordinatorUnavailable:
+		return fmt.Sprintf("lambdalimit: coordinator unavailable, invoke of %q refused", t.Function)
 	default:
 		return fmt.Sprintf("lambdalimit: invoke of %q waited %s in the queue, refused", t.Function, t.Waited.Round(time.Millisecond))
 	}
@@ -72,6 +77,8 @@ func (t *Throttle) WriteResponse(w http.ResponseWriter) {
 	switch t.Reason {
 	case ReasonQueueFull:
 		msg = "Rate exceeded: the skewproxy Lambda invoke queue is full; retry later"
+	case ReasonCoordinatorUnavailable:
+		msg = "Rate exceeded: skewproxy cannot reach the fleet's Lambda concurrency coordinator; retry later"
 	default:
 		msg = fmt.Sprintf("Rate exceeded: the invoke waited %s in the skewproxy queue without a free concurrency slot; retry later",
 			t.Waited.Round(time.Second))
