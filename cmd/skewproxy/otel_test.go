@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -318,5 +319,50 @@ func TestSetupOTelPrometheus(t *testing.T) {
 		if service != "skewproxy" {
 			t.Errorf("target_info service_name = %q, want skewproxy", service)
 		}
+	}
+}
+
+// TestSetupOTelExporterChoice: OTLP over http/protobuf is the default
+// protocol; gRPC is there only in a build with -tags otlpgrpc, and asking a
+// build without it says how to get it; unknown exporter names are refused.
+func TestSetupOTelExporterChoice(t *testing.T) {
+	recv := newOTLPReceiver(t)
+	grpcBuilt := otlpGRPC.spans != nil
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"otlp default protocol", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp"}, ""},
+		{"console", map[string]string{"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"}, ""},
+		{"prometheus metrics are the admin port's", map[string]string{"OTEL_METRICS_EXPORTER": "prometheus"}, ""},
+		{"grpc", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, map[bool]string{false: "-tags otlpgrpc", true: ""}[grpcBuilt]},
+		{"grpc metrics", map[string]string{"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}, map[bool]string{false: "-tags otlpgrpc", true: ""}[grpcBuilt]},
+		{"unknown protocol", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, `"http/json"`},
+		{"unknown exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, "want otlp, console or none"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL",
+				"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"} {
+				t.Setenv(k, "")
+			}
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.srv.URL)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			setup, err := setupOTel(ctx, "test")
+			if err == nil {
+				_ = setup.Shutdown(ctx)
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("setupOTel: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("setupOTel: %v, want an error with %q", err, tc.wantErr)
+			}
+		})
 	}
 }
