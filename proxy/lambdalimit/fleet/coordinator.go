@@ -41,7 +41,7 @@ type Coordinator struct {
 	gsem    *sem            // the all-functions semaphore (nil without one)
 	leases  map[*lease]struct{}
 	last    map[string]semStatus // by semaphore name, for Status
-	since   time.Time // corrected time of the last mode change
+	since   time.Time            // corrected time of the last mode change
 	lastErr string
 	stopped bool
 
