@@ -38,14 +38,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testBinary = filepath.Join(dir, "skewproxy")
-	// Built as the Dockerfile builds the release binary. The build-time
-	// stamp is 2016-01-01: the wrong-clock tests move true time ten years
-	// back (late 2016), which a binary claiming a 2026 build would rightly
-	// refuse; TestWrongClockE2EBuildTimeFloor checks the floor below it.
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test-build -X main.commit=harness -X main.built="+testBuildTime, "-o", testBinary, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build skewproxy: %v\n%s", err, out)
+	if err := buildBinary(testBinary); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -53,10 +47,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// buildBinary builds skewproxy into out as the Dockerfile builds the
+// release binary (static, trimmed, stamped), for the platform env names
+// (GOARCH=arm64, say; none: this machine's). The build-time stamp is
+// 2016-01-01: the wrong-clock tests move true time ten years back (late
+// 2016), which a binary claiming a 2026 build would rightly refuse;
+// TestWrongClockE2EBuildTimeFloor checks the floor below it.
+func buildBinary(out string, env ...string) error {
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test-build -X main.commit=harness -X main.built="+testBuildTime, "-o", out, ".")
+	build.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
+	if msg, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build skewproxy %v: %v\n%s", env, err, msg)
+	}
+	return nil
+}
+
 // proxyOptions configures one child proxy.
 type proxyOptions struct {
 	Args []string // extra serve flags
 	Env  []string // extra environment (AWS credentials go here)
+	// Command runs instead of the test binary, the serve arguments
+	// appended: an emulator and an ARM build, say. Empty: testBinary.
+	Command []string
 }
 
 // runningProxy is a child `skewproxy serve`.
@@ -122,7 +134,11 @@ func startProxy(t testing.TB, o proxyOptions) *runningProxy {
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--state-dir", state, "--ca-export", caFile,
 		"--log-format", "json", "--log-level", "debug"}, o.Args...)
-	cmd := exec.Command(testBinary, args...)
+	argv := append(append([]string(nil), o.Command...), args...)
+	if len(o.Command) == 0 {
+		argv = append([]string{testBinary}, args...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(baseEnv(t, home), o.Env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
