@@ -11,7 +11,7 @@ import (
 // DefaultInterceptPatterns returns the host patterns intercepted when no
 // --intercept flag is given: every AWS endpoint domain.
 func DefaultInterceptPatterns() []string {
-	return []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws"}
+	return []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"}
 }
 
 // HostMatcher decides whether a host is intercepted (TLS terminated and

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
 )
 
 // maxFormPeek is the largest query-protocol form body read to learn its
@@ -38,6 +40,10 @@ func operation(req *http.Request, service, formAct string) string {
 }
 
 func lambdaOperation(req *http.Request) string {
+	if _, _, ok := lambdalimit.FunctionURLHost(req.Host); ok {
+		// The IAM action of a function URL call.
+		return "InvokeFunctionUrl"
+	}
 	p := req.URL.Path
 	switch {
 	case namesFunction(p, "/response-streaming-invocations"):
@@ -65,7 +71,7 @@ func namesFunction(path, suffix string) bool {
 // isLambdaInvoke reports whether req is a Lambda invocation (the requests
 // the invoke limiter holds).
 func isLambdaInvoke(op string) bool {
-	return op == "Invoke" || op == "InvokeWithResponseStream" || op == "InvokeAsync"
+	return op == "Invoke" || op == "InvokeWithResponseStream" || op == "InvokeAsync" || op == "InvokeFunctionUrl"
 }
 
 // formAction reads the Action of a small query-protocol form body and puts

@@ -137,6 +137,9 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 	if resp != nil {
 		return resp
 	}
+	if resp := x.refuseNotAllowed(req); resp != nil {
+		return resp
+	}
 	if resp := x.admit(req); resp != nil {
 		return resp
 	}

@@ -91,6 +91,10 @@ type Proxy struct {
 	RetryOnSkew bool
 	// RequireSync answers 503 instead of signing while Clock is not synced.
 	RequireSync bool
+	// Allow limits the services and regions the proxy signs for
+	// (--allow-service, --allow-region); the zero value allows all. A
+	// request outside it gets a 403 AccessDenied and is never sent.
+	Allow Allowlist
 	// TimeBootstrap, when set, is asked before an intercepted request is
 	// signed while the clock has no source, to learn the time from the
 	// HTTPS server the request goes to. nil: the clock waits for NTP or

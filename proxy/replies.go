@@ -15,13 +15,29 @@ import (
 	"syscall"
 )
 
+// queryProtocolServices are the signing names of services that speak the
+// AWS query protocol: their SDK clients read an error's code from an
+// <ErrorResponse> XML body, not from JSON.
+var queryProtocolServices = map[string]bool{
+	"sts": true, "iam": true, "sns": true, "ses": true, "sdb": true, "rds": true,
+	"autoscaling": true, "cloudformation": true, "elasticloadbalancing": true,
+	"elasticache": true, "redshift": true, "monitoring": true, "elasticbeanstalk": true,
+}
+
 // reply builds an answer the proxy makes itself: a short AWS-style error
-// body (XML for S3, JSON otherwise) with x-amzn-ErrorType, so SDKs surface
-// the code and message. X-Skewproxy-Error marks it as the proxy's own.
+// body (S3's XML, the query protocol's <ErrorResponse>, JSON otherwise)
+// with x-amzn-ErrorType, so SDKs surface the code and message.
+// X-Skewproxy-Error marks it as the proxy's own.
 func reply(req *http.Request, service string, status int, code, message string) *http.Response {
 	h := make(http.Header)
 	var body []byte
-	if service == "s3" {
+	if queryProtocolServices[service] {
+		h.Set("Content-Type", "text/xml")
+		var b bytes.Buffer
+		b.WriteString(xml.Header)
+		xml.NewEncoder(&b).Encode(queryError{Error: queryErrorDetail{Type: faultOf(status), Code: code, Message: message}})
+		body = b.Bytes()
+	} else if service == "s3" {
 		h.Set("Content-Type", "application/xml")
 		var b bytes.Buffer
 		b.WriteString(xml.Header)
@@ -128,4 +144,24 @@ func (r *recorder) response(req *http.Request) *http.Response {
 		ContentLength: int64(len(b)),
 		Request:       req,
 	}
+}
+
+// queryError is the query protocol's error body.
+type queryError struct {
+	XMLName xml.Name         `xml:"ErrorResponse"`
+	Error   queryErrorDetail `xml:"Error"`
+}
+
+type queryErrorDetail struct {
+	Type    string `xml:"Type"`
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+// faultOf is the query protocol's error Type for a status.
+func faultOf(status int) string {
+	if status >= 500 {
+		return "Receiver"
+	}
+	return "Sender"
 }

@@ -134,6 +134,7 @@ func TestOperation(t *testing.T) {
 		{"s3 sdk x-id", "s3", "PUT", "b.s3.amazonaws.com", "/k?x-id=PutObject", "PutObject", nil},
 		{"s3 delete objects", "s3", "POST", "s3.amazonaws.com", "/bucket?delete", "DeleteObjects", nil},
 		{"form action given", "sts", "POST", "sts.amazonaws.com", "/", "AssumeRole", nil},
+		{"lambda function URL", "lambda", "GET", "abc123.lambda-url.us-east-1.on.aws", "/orders", "InvokeFunctionUrl", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,6 +35,8 @@ type Config struct {
 	ProxyAuth            string
 	AllowUnauthenticated bool
 	RequireSync          bool
+	AllowServices        []string
+	AllowRegions         []string
 	NoTimeBootstrap      bool
 	RetryOnSkew          bool
 	LeafCacheSize        int
@@ -79,6 +81,8 @@ func serveConfig(c *cli.Context) (Config, error) {
 		UpstreamCA:           c.String("upstream-ca"),
 		UpstreamProxy:        c.String("upstream-proxy"),
 		Intercept:            c.StringSlice("intercept"),
+		AllowServices:        c.StringSlice("allow-service"),
+		AllowRegions:         c.StringSlice("allow-region"),
 		LambdaMaxInflight:    c.Int("lambda-max-inflight"),
 		LambdaMaxQueue:       c.Int("lambda-max-queue"),
 		LambdaLimitEvents:    c.Bool("lambda-limit-events"),

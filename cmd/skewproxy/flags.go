@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/skewproxy/skewproxy/proxy"
 )
 
 // envFor returns the environment variable that backs a flag:
@@ -72,7 +74,9 @@ func serveFlags() []cli.Flag {
 		sliceFlag("resolve", nil, "`HOST:PORT=URL`: send traffic for that host to another base URL, keeping the Host header (repeatable; HOST may start with *.)"),
 		stringFlag("upstream-ca", "", "extra root certificates (PEM `FILE`) for upstream TLS; system roots are always used"),
 		stringFlag("upstream-proxy", "", "send upstream traffic through this proxy `URL` (the proxy never reads HTTPS_PROXY itself)"),
-		sliceFlag("intercept", []string{"*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws"}, "host `PATTERN` to intercept and re-sign (repeatable); --resolve hosts are added"),
+		sliceFlag("intercept", proxy.DefaultInterceptPatterns(), "host `PATTERN` to intercept and re-sign (repeatable); --resolve hosts are added"),
+		sliceFlag("allow-service", nil, "sign only for this signing `NAME` (repeatable; default: every service); others get 403 AccessDenied and are not sent"),
+		sliceFlag("allow-region", nil, "sign only for this `REGION` (repeatable; default: every region); others get 403 AccessDenied and are not sent"),
 		intFlag("lambda-max-inflight", 0, "Lambda invokes in flight across all functions (0 = no limit)"),
 		sliceFlag("lambda-function-max-inflight", nil, "per-function limit `NAME=N` (repeatable)"),
 		stringFlag("lambda-queue-timeout", "4m", "answer 429 to an invoke that waited longer than `D`"),

@@ -286,6 +286,7 @@ func newProxy(cfg Config, parts proxyParts) (*proxy.Proxy, error) {
 		ProxyAuth:     cfg.ProxyAuth,
 		RetryOnSkew:   cfg.RetryOnSkew,
 		RequireSync:   cfg.RequireSync,
+		Allow:         proxy.Allowlist{Services: cfg.AllowServices, Regions: cfg.AllowRegions},
 		DrainTimeout:  cfg.DrainTimeout,
 
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

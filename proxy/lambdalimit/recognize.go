@@ -33,6 +33,10 @@ type Invoke struct {
 	Type InvocationType
 	// Streaming is true for InvokeWithResponseStream.
 	Streaming bool
+	// FunctionURL is true for a request to a Lambda function URL; Function
+	// is then the URL id (the first label of the host), which
+	// --lambda-function-max-inflight accepts as NAME.
+	FunctionURL bool
 }
 
 // The invoke paths: POST /2015-03-31/functions/{FunctionName}/invocations
@@ -48,8 +52,19 @@ const (
 // InvokeWithResponseStream request and, if so, describes it. It looks only
 // at the method, the path, the X-Amz-Invocation-Type header, the Qualifier
 // query parameter and the host name; it never reads the body.
+//
+// Every request to a Lambda function URL
+// (https://URL-ID.lambda-url.REGION.on.aws/...) invokes the function behind
+// it, whatever its method and path: it is recognised with the URL id as
+// the key.
 func Recognize(req *http.Request) (Invoke, bool) {
-	if req == nil || req.URL == nil || req.Method != http.MethodPost {
+	if req == nil || req.URL == nil {
+		return Invoke{}, false
+	}
+	if id, region, ok := FunctionURLHost(req.Host); ok {
+		return Invoke{Function: id, Region: region, Type: RequestResponse, FunctionURL: true}, true
+	}
+	if req.Method != http.MethodPost {
 		return Invoke{}, false
 	}
 	path := req.URL.EscapedPath()
@@ -79,6 +94,25 @@ func Recognize(req *http.Request) (Invoke, bool) {
 	}
 	inv.Type = parseInvocationType(req.Header.Get("X-Amz-Invocation-Type"))
 	return inv, true
+}
+
+// FunctionURLHost reports whether host (a port is ignored) is a Lambda
+// function URL, URL-ID.lambda-url.REGION.on.aws, and returns its URL id and
+// region.
+func FunctionURLHost(host string) (id, region string, ok bool) {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	rest, found := strings.CutSuffix(h, ".on.aws")
+	if !found {
+		return "", "", false
+	}
+	labels := strings.Split(rest, ".")
+	if len(labels) != 3 || labels[1] != "lambda-url" || labels[0] == "" || labels[2] == "" {
+		return "", "", false
+	}
+	return labels[0], labels[2], true
 }
 
 // between returns what lies between prefix and suffix in s. The two must not

@@ -186,3 +186,36 @@ func FuzzRecognize(f *testing.F) {
 		}
 	})
 }
+
+// TestRecognizeFunctionURL: every request to a Lambda function URL is an
+// invocation keyed by the URL id, whatever its method and path; look-alike
+// hosts are not.
+func TestRecognizeFunctionURL(t *testing.T) {
+	const id = "abcdefghijklmnopqrstuvwxyz012345"
+	tests := []struct {
+		name   string
+		method string
+		host   string
+		path   string
+		want   Invoke
+		ok     bool
+	}{
+		{"GET root", http.MethodGet, id + ".lambda-url.us-east-1.on.aws", "/", Invoke{Function: id, Region: "us-east-1", Type: RequestResponse, FunctionURL: true}, true},
+		{"POST with path and port", http.MethodPost, id + ".lambda-url.eu-west-1.on.aws:443", "/orders/7?x=1", Invoke{Function: id, Region: "eu-west-1", Type: RequestResponse, FunctionURL: true}, true},
+		{"upper case, trailing dot", http.MethodPut, "ABC.LAMBDA-URL.US-WEST-2.ON.AWS.", "/", Invoke{Function: "abc", Region: "us-west-2", Type: RequestResponse, FunctionURL: true}, true},
+		{"not a function URL: other on.aws", http.MethodGet, "x.y.us-east-1.on.aws", "/", Invoke{}, false},
+		{"not a function URL: extra label", http.MethodGet, "a.b.lambda-url.us-east-1.on.aws", "/", Invoke{}, false},
+		{"not a function URL: suffix look-alike", http.MethodGet, id + ".lambda-url.us-east-1.on.aws.evil.test", "/", Invoke{}, false},
+		{"not a function URL: no id", http.MethodGet, ".lambda-url.us-east-1.on.aws", "/", Invoke{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, "https://placeholder"+tc.path, nil)
+			req.Host = tc.host
+			got, ok := Recognize(req)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("Recognize = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}

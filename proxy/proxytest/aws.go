@@ -508,7 +508,7 @@ func serviceOf(r *http.Request) string {
 		return "execute-api"
 	case strings.HasPrefix(host, "sts.") || host == "sts.amazonaws.com":
 		return "sts"
-	case strings.HasPrefix(host, "lambda."):
+	case strings.HasPrefix(host, "lambda."), strings.Contains(host, ".lambda-url."):
 		return "lambda"
 	case strings.HasPrefix(host, "s3.") || strings.HasPrefix(host, "s3-") || strings.Contains(host, ".s3.") || strings.Contains(host, ".s3-"):
 		return "s3"

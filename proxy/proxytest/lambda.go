@@ -43,7 +43,11 @@ const (
 // serveLambda answers a Lambda request whose signature checked out and
 // returns the operation and function name.
 func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, reqID string) (op, fn string) {
-	if r.Method == http.MethodPost {
+	if id, ok := functionURLID(r.Host); ok {
+		// A function URL: any method and path invokes the function
+		// named by the URL id, answered like Invoke (the payload echoed).
+		op, fn = "InvokeFunctionUrl", id
+	} else if r.Method == http.MethodPost {
 		if seg, ok := functionSegment(r.URL.Path, lambdaInvokePrefix, lambdaInvokeSuffix); ok {
 			op, fn = "Invoke", functionName(seg)
 		} else if seg, ok := functionSegment(r.URL.Path, lambdaStreamPrefix, lambdaStreamSuffix); ok {
@@ -88,7 +92,7 @@ func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, r
 	if b.FunctionError != "" {
 		w.Header().Set("X-Amz-Function-Error", b.FunctionError)
 	}
-	if op == "Invoke" {
+	if op == "Invoke" || op == "InvokeFunctionUrl" {
 		w.Header().Set("Content-Type", "application/json")
 		if !b.Stream {
 			if !sleep(ctx, b.Delay) {
@@ -199,4 +203,18 @@ func flush(w http.ResponseWriter) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// functionURLID is the URL id of a function URL host
+// (URL-ID.lambda-url.REGION.on.aws), the key of its FunctionBehavior.
+func functionURLID(host string) (string, bool) {
+	h := strings.ToLower(host)
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	id, rest, ok := strings.Cut(h, ".lambda-url.")
+	if !ok || id == "" || !strings.HasSuffix(rest, ".on.aws") {
+		return "", false
+	}
+	return id, true
 }
