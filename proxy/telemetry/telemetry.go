@@ -63,6 +63,12 @@ type Options struct {
 	LambdaInflight func() int64
 	// Logger receives the client-signature age warnings; nil discards them.
 	Logger *slog.Logger
+	// LambdaCoordinatorMode reports the fleet coordinator's mode
+	// ("shared", "local", "closed") for the skewproxy_lambda_coordinator_mode
+	// gauge, and LambdaCoordinating the invokes waiting for a fleet-wide
+	// slot; nil (no --lambda-coordinator) exports neither gauge.
+	LambdaCoordinatorMode func() string
+	LambdaCoordinating    func() int64
 }
 
 // Telemetry is the proxy's Observer: it makes one span per proxied request
@@ -82,6 +88,11 @@ type Telemetry struct {
 	credFetches metric.Int64Counter
 	ntpRTT      metric.Float64Histogram
 	callbackReg metric.Registration
+
+	coordWait      metric.Float64Histogram
+	coordRTT       metric.Float64Histogram
+	coordFallbacks metric.Int64Counter
+	fleetReg       metric.Registration
 }
 
 var _ proxy.Observer = (*Telemetry)(nil)
@@ -107,6 +118,9 @@ func New(opts Options) (*Telemetry, error) {
 		t.logger = slog.New(slog.DiscardHandler)
 	}
 	if err := t.instruments(mp.Meter(ScopeName)); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	if err := t.fleetInstruments(mp.Meter(ScopeName), opts); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	return t, nil
@@ -192,11 +206,13 @@ func (t *Telemetry) instruments(m metric.Meter) error {
 // Close unregisters the gauge callbacks. It does not shut the providers
 // down; their owner does.
 func (t *Telemetry) Close() error {
-	if t.callbackReg == nil {
-		return nil
-	}
-	if err := t.callbackReg.Unregister(); err != nil {
-		return fmt.Errorf("telemetry: unregister callbacks: %w", err)
+	for _, reg := range []metric.Registration{t.callbackReg, t.fleetReg} {
+		if reg == nil {
+			continue
+		}
+		if err := reg.Unregister(); err != nil {
+			return fmt.Errorf("telemetry: unregister callbacks: %w", err)
+		}
 	}
 	return nil
 }
