@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/skewproxy/skewproxy/proxy/proxytest"
+	"github.com/skewproxy/skewproxy/timesource"
 )
 
 func sdkConfig(hc aws.HTTPClient) aws.Config {
@@ -169,5 +172,49 @@ func TestRequireSync(t *testing.T) {
 	}
 	if body := readAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("synced: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestCachedDateLeavesClockAlone: the Date of an answer that says it came
+// from a cache (Age) is old and must not move the clock; the same Date
+// without Age is learned (the control).
+func TestCachedDateLeavesClockAlone(t *testing.T) {
+	cases := []struct {
+		name      string
+		age       string
+		wantMoved bool
+	}{
+		{"cached answer (Age: 3600): ignored", "3600", false},
+		{"fresh answer with the same Date: learned", "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			old := time.Now().Add(-time.Hour).UTC()
+			up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Date", old.Format(http.TimeFormat))
+				if tc.age != "" {
+					w.Header().Set("Age", tc.age)
+				}
+				w.Write([]byte("cached"))
+			}))
+			defer up.Close()
+			pool := x509.NewCertPool()
+			pool.AddCert(up.Certificate())
+			clock := timesource.New(timesource.Config{})
+			h := newHarness(t, harnessOptions{
+				resolve:   []string{"*.amazonaws.com:443=" + up.URL},
+				transport: &TransportOptions{RootCAs: pool},
+				tweak:     func(p *Proxy) { p.Clock = clock },
+			})
+			resp, err := h.client().Get("https://s3.amazonaws.com/bucket/key")
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, resp)
+			moved := clock.Now().Sub(time.Now()) < -30*time.Minute
+			if moved != tc.wantMoved {
+				t.Errorf("clock moved to the answer's Date: %t, want %t (status %+v)", moved, tc.wantMoved, clock.Status())
+			}
+		})
 	}
 }
