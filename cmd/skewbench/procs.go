@@ -174,6 +174,12 @@ type skewproxyProc struct {
 // source: the proxy signs with the host clock, which is all a benchmark
 // needs.
 func startSkewproxy(bin, dir string, creds aws.Credentials, extra ...string) (*skewproxyProc, error) {
+	return startSkewproxyCmd([]string{bin}, dir, creds, extra...)
+}
+
+// startSkewproxyCmd is startSkewproxy with a command line to run instead of
+// the binary alone: an emulator and an ARM build, say.
+func startSkewproxyCmd(argv []string, dir string, creds aws.Credentials, extra ...string) (*skewproxyProc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("skewproxy dir: %w", err)
 	}
@@ -183,7 +189,7 @@ func startSkewproxy(bin, dir string, creds aws.Credentials, extra ...string) (*s
 		"--state-dir", filepath.Join(dir, "state"), "--ca-export", caFile,
 		"--time-source", "ntp://127.0.0.1:1",
 		"--log-format", "json", "--log-level", "info"}, extra...)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(argv[0], append(argv[1:len(argv):len(argv)], args...)...)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
 		"AWS_CONFIG_FILE=" + filepath.Join(dir, "no-aws-config"),

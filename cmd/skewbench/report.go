@@ -79,6 +79,7 @@ type results struct {
 	Uploads          []uploadResult
 	Idle             *idleResult
 	IdleProfile      string
+	Footprint        []footprintResult
 	Notes            []string
 }
 
@@ -203,6 +204,8 @@ func (r *results) render() string {
 			fmt.Sprintf("proxy RSS %.1f MiB before, %.1f MiB after", float64(i.BeforeKiB)/1024, float64(i.AfterKiB)/1024), "–", "–", "–")
 	}
 
+	r.renderFootprint(row)
+
 	b.WriteString("\n")
 	if r.ProxySigned > 0 || r.ProxyNotResigned > 0 {
 		fmt.Fprintf(&b, "- The endpoint saw %d requests re-signed with the proxy's key during the skewproxy runs and %d that were not.\n", r.ProxySigned, r.ProxyNotResigned)
@@ -227,4 +230,42 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%d MiB", n>>20)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// renderFootprint adds the footprint rows: binary sizes, RSS idle and under
+// the paced load (native), CPU per request of the ARM builds under qemu as
+// a ratio to the native build.
+func (r *results) renderFootprint(row func(...string)) {
+	var native *footprintResult
+	for i := range r.Footprint {
+		if r.Footprint[i].Emulated == "" {
+			native = &r.Footprint[i]
+		}
+	}
+	mib := func(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+	for _, f := range r.Footprint {
+		if f.SizeBytes == 0 {
+			continue
+		}
+		goal, v, base, rat := "–", "–", "–", "–"
+		if f.Name == "armv7" {
+			goal, v = "≤ 16 MiB", verdict(f.SizeBytes <= 16<<20)
+		}
+		if native != nil && f.Emulated != "" && native.SizeBytes > 0 {
+			base, rat = "amd64: "+mib(native.SizeBytes), ratio(float64(f.SizeBytes), float64(native.SizeBytes))
+		}
+		row("release binary linux/"+f.Name+" (static, stripped)", fmt.Sprintf("%s (%d bytes)", mib(f.SizeBytes), f.SizeBytes), base, rat, goal, v)
+	}
+	if native != nil && native.IdleRSSKiB > 0 {
+		row(fmt.Sprintf("proxy RSS idle, then at a paced %.0f req/s (keep-alive Invoke; %s native)", native.Rate, native.Name),
+			fmt.Sprintf("idle %s, under load %s", mib(native.IdleRSSKiB<<10), mib(native.LoadRSSKiB<<10)), "–", "–", "fits a 256 MiB device (README: GOMEMLIMIT)", "–")
+	}
+	for _, f := range r.Footprint {
+		if f.Emulated == "" || f.CPUPerReq == 0 || native == nil || native.CPUPerReq == 0 {
+			continue
+		}
+		row(fmt.Sprintf("CPU per request at %.0f req/s, linux/%s under %s", f.Rate, f.Name, f.Emulated),
+			fmtDur(f.CPUPerReq), fmt.Sprintf("%s native: %s", native.Name, fmtDur(native.CPUPerReq)),
+			ratio(float64(f.CPUPerReq), float64(native.CPUPerReq)), "for information (emulated)", "–")
+	}
 }

@@ -28,6 +28,11 @@ type suiteConfig struct {
 	UploadBytes int64
 	IdleConns   int
 	Skip        map[string]bool
+	// The footprint part: ARM builds to size and run under qemu-user, and
+	// the paced load's rate and duration.
+	ARM64, ARMv7      string
+	FootprintRate     int
+	FootprintDuration time.Duration
 }
 
 // proxyCreds are the "real" keys the proxy under test holds for the
@@ -47,7 +52,11 @@ func parseSuiteFlags(args []string) (suiteConfig, error) {
 	fs.IntVar(&c.Handshakes, "handshakes", 100, "handshakes timed per handshake row")
 	size := fs.String("upload-size", "1GiB", "bytes per upload (B, KiB, MiB, GiB suffixes)")
 	fs.IntVar(&c.IdleConns, "idle-conns", 10000, "idle intercepted connections to hold open")
-	skip := fs.String("skip", "", "comma-separated parts to skip: load, handshake, upload, idle")
+	fs.StringVar(&c.ARM64, "arm64", "", "linux/arm64 build of skewproxy: its size, and its CPU per request under qemu-aarch64-static")
+	fs.StringVar(&c.ARMv7, "armv7", "", "linux/arm/v7 build of skewproxy: its size (goal ≤ 16 MiB), and its CPU per request under qemu-arm-static")
+	fs.IntVar(&c.FootprintRate, "footprint-rate", 100, "requests per second of the footprint's paced load")
+	fs.DurationVar(&c.FootprintDuration, "footprint-duration", 10*time.Second, "duration of the footprint's paced load")
+	skip := fs.String("skip", "", "comma-separated parts to skip: load, handshake, upload, idle, footprint")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -133,6 +142,9 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			res.Notes = append(res.Notes, "uploads failed: "+err.Error())
 			logf("uploads failed: %v", err)
 		}
+	}
+	if !cfg.Skip["footprint"] {
+		runFootprint(ctx, cfg, dir, ep, res, logf)
 	}
 	if !cfg.Skip["idle"] {
 		if err := runIdle(ctx, cfg, dir, ep, res, logf); err != nil {
