@@ -24,6 +24,10 @@ type AdminOptions struct {
 	// ReadyWithoutSync makes /readyz answer 200 even before the clock is
 	// synced (for setups that deliberately run on the host clock).
 	ReadyWithoutSync bool
+	// ReadyDetail, when set, adds its fields to every /readyz answer
+	// (e.g. "lambda_coordinator": the fleet coordinator's mode). They
+	// inform; they do not change the status.
+	ReadyDetail func() map[string]any
 	// MaxUncertainty, when > 0, makes /readyz answer 503 while the clock's
 	// uncertainty exceeds it: every source has been silent so long that
 	// the drift since the last sample is no longer negligible. A synced
@@ -44,20 +48,20 @@ func NewAdminHandler(o AdminOptions) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		st := o.Clock.Status()
 		if st.Synced && o.MaxUncertainty > 0 && st.Uncertainty > o.MaxUncertainty && !o.ReadyWithoutSync {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false,
+			writeJSON(w, http.StatusServiceUnavailable, withDetail(o, map[string]any{"ready": false,
 				"reason": "clock uncertainty " + st.Uncertainty.Round(time.Millisecond).String() + " exceeds " + o.MaxUncertainty.String() +
-					": no time source (" + st.Source + " last) has answered for too long"})
+					": no time source (" + st.Source + " last) has answered for too long"}))
 			return
 		}
 		if st.Synced || o.ReadyWithoutSync {
-			writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+			writeJSON(w, http.StatusOK, withDetail(o, map[string]any{"ready": true}))
 			return
 		}
 		reason := st.Reason
 		if reason == "" {
 			reason = "no authoritative time source has answered yet"
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason})
+		writeJSON(w, http.StatusServiceUnavailable, withDetail(o, map[string]any{"ready": false, "reason": reason}))
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, statusOf(o))
@@ -73,6 +77,20 @@ func NewAdminHandler(o AdminOptions) http.Handler {
 		}
 	}
 	return mux
+}
+
+// withDetail adds o.ReadyDetail's fields to a /readyz answer (never over
+// "ready" or "reason").
+func withDetail(o AdminOptions, body map[string]any) map[string]any {
+	if o.ReadyDetail == nil {
+		return body
+	}
+	for k, v := range o.ReadyDetail() {
+		if _, taken := body[k]; !taken {
+			body[k] = v
+		}
+	}
+	return body
 }
 
 // clockStatus is the "clock" object of /status.

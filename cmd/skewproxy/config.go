@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
+	"github.com/skewproxy/skewproxy/proxy/lambdalimit/fleet"
 	"github.com/skewproxy/skewproxy/signer/iotcreds"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	LambdaQueueTimeout     time.Duration
 	LambdaMaxQueue         int
 	LambdaLimitEvents      bool
+	// LambdaCoordinator makes the Lambda limits fleet-wide (Redis URL; it
+	// may hold a password: never logged). See readCoordinatorFlags.
+	LambdaCoordinator LambdaCoordinatorConfig
 
 	ProxyAuth            string
 	AllowUnauthenticated bool
@@ -121,6 +125,9 @@ func serveConfig(c *cli.Context) (Config, error) {
 		errs = append(errs, err)
 	}
 	if err := readIoTFlags(c, &cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := readCoordinatorFlags(c, &cfg.LambdaCoordinator); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, cfg.validate()...)
@@ -385,4 +392,62 @@ func stateDir(flag string) (string, error) {
 		return "", fmt.Errorf("no --state-dir and no home directory: %w", err)
 	}
 	return filepath.Join(home, ".local", "state", "skewproxy"), nil
+}
+
+// LambdaCoordinatorConfig is the --lambda-coordinator* flags.
+type LambdaCoordinatorConfig struct {
+	URL       string // "" = limits are per process
+	Password  string // from --lambda-coordinator-password-file
+	Namespace string
+	// FailClosed: --lambda-coordinator-fallback closed.
+	FailClosed bool
+	FleetSize  int
+	LeaseTTL   time.Duration
+	Timeout    time.Duration
+}
+
+// readCoordinatorFlags reads and checks the fleet coordinator's flags (the
+// URL's form only: Redis is not contacted here).
+func readCoordinatorFlags(c *cli.Context, lc *LambdaCoordinatorConfig) error {
+	lc.URL = c.String("lambda-coordinator")
+	lc.Namespace = c.String("lambda-coordinator-namespace")
+	lc.FleetSize = c.Int("lambda-coordinator-fleet-size")
+	var errs []error
+	if lc.URL != "" {
+		if err := fleet.ValidateURL(lc.URL); err != nil {
+			errs = append(errs, fmt.Errorf("--lambda-coordinator: %w", err))
+		}
+	}
+	switch fb := c.String("lambda-coordinator-fallback"); fb {
+	case "local":
+	case "closed":
+		lc.FailClosed = true
+	default:
+		errs = append(errs, fmt.Errorf("--lambda-coordinator-fallback %q: want local or closed", fb))
+	}
+	if lc.Namespace == "" {
+		errs = append(errs, errors.New("--lambda-coordinator-namespace must not be empty"))
+	}
+	if lc.FleetSize < 0 {
+		errs = append(errs, errors.New("--lambda-coordinator-fleet-size must be >= 0"))
+	}
+	var err error
+	if lc.LeaseTTL, err = parseDuration("lambda-coordinator-lease-ttl", c.String("lambda-coordinator-lease-ttl")); err != nil {
+		errs = append(errs, err)
+	} else if lc.LeaseTTL < 500*time.Millisecond {
+		errs = append(errs, errors.New("--lambda-coordinator-lease-ttl must be at least 500ms"))
+	}
+	if lc.Timeout, err = parseDuration("lambda-coordinator-timeout", c.String("lambda-coordinator-timeout")); err != nil {
+		errs = append(errs, err)
+	} else if lc.Timeout == 0 {
+		errs = append(errs, errors.New("--lambda-coordinator-timeout must be > 0"))
+	}
+	if f := c.String("lambda-coordinator-password-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--lambda-coordinator-password-file: %w", err))
+		}
+		lc.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return errors.Join(errs...)
 }

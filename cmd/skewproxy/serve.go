@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/skewproxy/skewproxy/proxy"
 	"github.com/skewproxy/skewproxy/proxy/certs"
 	"github.com/skewproxy/skewproxy/proxy/lambdalimit"
+	"github.com/skewproxy/skewproxy/proxy/lambdalimit/fleet"
 	"github.com/skewproxy/skewproxy/proxy/telemetry"
 	"github.com/skewproxy/skewproxy/signer"
 	"github.com/skewproxy/skewproxy/signer/iotcreds"
@@ -108,31 +110,31 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 
-	limiter := lambdalimit.New(lambdalimit.Config{
-		MaxInflight:         cfg.LambdaMaxInflight,
-		FunctionMaxInflight: cfg.LambdaFunctionInflight,
-		LimitEvents:         cfg.LambdaLimitEvents,
-		QueueTimeout:        cfg.LambdaQueueTimeout,
-		MaxQueue:            cfg.LambdaMaxQueue,
-		Clock:               clock.Now,
-		Logger:              log.With("part", "lambda"),
-	})
+	lambda, err := newLambdaAdmission(cfg, clock.Now, roots, log.With("part", "lambda"))
+	if err != nil {
+		return err
+	}
+	defer lambda.close()
+	limiter := lambda.limiter
 	tel, err = telemetry.New(telemetry.Options{
-		TracerProvider: otel.TracerProvider,
-		MeterProvider:  otel.MeterProvider,
-		Clock:          clock,
-		LambdaInflight: limiter.Inflight,
-		Logger:         log,
+		TracerProvider:        otel.TracerProvider,
+		MeterProvider:         otel.MeterProvider,
+		Clock:                 clock,
+		LambdaInflight:        limiter.Inflight,
+		LambdaCoordinatorMode: lambda.mode(),
+		LambdaCoordinating:    limiter.Coordinating,
+		Logger:                log,
 	})
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	lambda.tel.Store(tel)
 
 	p, err := newProxy(cfg, proxyParts{clock: clock, signer: sgn, roots: roots, limiter: limiter, observer: tel, ca: ca, log: log})
 	if err != nil {
 		return err
 	}
-	admin := newAdmin(cfg, clock, sgn, limiter, otel.Metrics, log)
+	admin := newAdmin(cfg, clock, sgn, lambda, otel.Metrics, log)
 
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -312,7 +314,7 @@ func newTimeBootstrap(cfg Config, parts proxyParts) proxy.TimeBootstrapper {
 
 // newAdmin builds the admin handler: health, readiness, status, metrics,
 // presign and (with --pprof) the profiler.
-func newAdmin(cfg Config, clock *timesource.Corrected, sgn *signer.Signer, limiter *lambdalimit.Limiter, metrics http.Handler, log *slog.Logger) http.Handler {
+func newAdmin(cfg Config, clock *timesource.Corrected, sgn *signer.Signer, lambda *lambdaAdmission, metrics http.Handler, log *slog.Logger) http.Handler {
 	extra := map[string]http.Handler{"/presign": presignHandler(sgn, clock, log)}
 	if cfg.Pprof {
 		extra["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
@@ -322,10 +324,11 @@ func newAdmin(cfg Config, clock *timesource.Corrected, sgn *signer.Signer, limit
 		extra["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 	}
 	return proxy.NewAdminHandler(proxy.AdminOptions{
-		Clock:   clock,
-		Lambda:  func() any { return limiter.Status() },
-		Metrics: metrics,
-		Extra:   extra,
+		Clock:       clock,
+		Lambda:      lambda.status,
+		ReadyDetail: lambda.readyDetail,
+		Metrics:     metrics,
+		Extra:       extra,
 		// /readyz stays 200 while any source keeps the uncertainty below
 		// this: after the last NTP answer the drift allowance (15 ppm)
 		// reaches it after ~46 days, and any AWS answer's Date header
@@ -337,6 +340,114 @@ func newAdmin(cfg Config, clock *timesource.Corrected, sgn *signer.Signer, limit
 // readyMaxUncertainty is the clock uncertainty beyond which /readyz says
 // 503 (see proxy.AdminOptions.MaxUncertainty).
 const readyMaxUncertainty = time.Minute
+
+// lambdaAdmission is the Lambda invoke limiter and, with
+// --lambda-coordinator, the fleet coordinator that makes its limits
+// fleet-wide.
+type lambdaAdmission struct {
+	limiter *lambdalimit.Limiter
+	coord   *fleet.Coordinator // nil without --lambda-coordinator
+	// tel receives the coordinator's measurements once telemetry exists
+	// (the coordinator starts reporting before).
+	tel atomic.Pointer[telemetry.Telemetry]
+}
+
+// newLambdaAdmission builds the limiter, and the coordinator first when
+// one is configured. Redis not answering does not stop the proxy: the
+// coordinator starts in its fallback and keeps probing.
+func newLambdaAdmission(cfg Config, now func() time.Time, roots *x509.CertPool, log *slog.Logger) (*lambdaAdmission, error) {
+	a := &lambdaAdmission{}
+	lcfg := lambdalimit.Config{
+		MaxInflight:         cfg.LambdaMaxInflight,
+		FunctionMaxInflight: cfg.LambdaFunctionInflight,
+		LimitEvents:         cfg.LambdaLimitEvents,
+		QueueTimeout:        cfg.LambdaQueueTimeout,
+		MaxQueue:            cfg.LambdaMaxQueue,
+		Clock:               now,
+		Logger:              log,
+	}
+	if lc := cfg.LambdaCoordinator; lc.URL != "" {
+		coord, err := fleet.New(fleet.Config{
+			URL:                 lc.URL,
+			Password:            lc.Password,
+			Namespace:           lc.Namespace,
+			MaxInflight:         cfg.LambdaMaxInflight,
+			FunctionMaxInflight: cfg.LambdaFunctionInflight,
+			FailClosed:          lc.FailClosed,
+			FleetSize:           lc.FleetSize,
+			LeaseTTL:            lc.LeaseTTL,
+			Timeout:             lc.Timeout,
+			RetryAfterCap:       max(cfg.LambdaQueueTimeout, time.Second),
+			Clock:               now,
+			RootCAs:             roots,
+			Logger:              log,
+			OnRoundTrip: func(op string, d time.Duration, err error) {
+				if t := a.tel.Load(); t != nil {
+					t.CoordinatorRoundTrip(op, d, err)
+				}
+			},
+			OnWait: func(d time.Duration) {
+				if t := a.tel.Load(); t != nil {
+					t.CoordinationWait(d)
+				}
+			},
+			OnModeChange: func(m lambdalimit.Mode) {
+				if t := a.tel.Load(); t != nil {
+					t.CoordinatorModeChanged(m.String())
+				}
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--lambda-coordinator: %w", err)
+		}
+		a.coord = coord
+		lcfg.Coordinator = coord
+	}
+	a.limiter = lambdalimit.New(lcfg)
+	return a, nil
+}
+
+// close stops the coordinator (after the proxy has drained).
+func (a *lambdaAdmission) close() {
+	if a.coord == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.coord.Close(ctx)
+}
+
+// mode is the coordinator's mode for the telemetry gauge; nil without one.
+func (a *lambdaAdmission) mode() func() string {
+	if a.coord == nil {
+		return nil
+	}
+	return func() string { return a.coord.Mode().String() }
+}
+
+// lambdaStatus is the "lambda" object of /status with a coordinator.
+type lambdaStatus struct {
+	lambdalimit.Status
+	Coordinator fleet.Status `json:"coordinator"`
+}
+
+// status is the "lambda" object of /status.
+func (a *lambdaAdmission) status() any {
+	if a.coord == nil {
+		return a.limiter.Status()
+	}
+	return lambdaStatus{Status: a.limiter.Status(), Coordinator: a.coord.Status()}
+}
+
+// readyDetail adds the coordinator's mode to /readyz (it does not change
+// readiness: the proxy keeps serving in a fallback).
+func (a *lambdaAdmission) readyDetail() map[string]any {
+	if a.coord == nil {
+		return nil
+	}
+	return map[string]any{"lambda_coordinator": map[string]string{
+		"mode": a.coord.Mode().String(), "detail": a.coord.Detail()}}
+}
 
 // upstreamRoots is the system roots plus --upstream-ca.
 func upstreamRoots(file string) (*x509.CertPool, error) {
