@@ -77,6 +77,10 @@ type RequestInfo struct {
 	// ClientSignatureAge is true now minus the client's X-Amz-Date (0 if unsigned).
 	ClientSignatureAge time.Duration
 	ClientSigned       bool
+	// ClientSignatureVersion names the pre-SigV4 signature the request
+	// arrived with and the proxy upgraded to SigV4 ("s3v2", "s3v2-query",
+	// "2", "1", "0"; see signer.Prepared); "" for SigV4 or unsigned.
+	ClientSignatureVersion string
 }
 
 // APIGatewayObserver is an optional interface of a RequestObserver: for

@@ -510,3 +510,73 @@ func TestProxyAnswersDatedByCorrectedClock(t *testing.T) {
 		})
 	}
 }
+
+// recordingTransport answers 200 and remembers the URLs and Host headers
+// it was asked to send.
+type recordingTransport struct {
+	mu   sync.Mutex
+	sent []*http.Request
+}
+
+func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	r.mu.Lock()
+	r.sent = append(r.sent, req)
+	r.mu.Unlock()
+	return &http.Response{StatusCode: 200, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Length": {"0"}}, Body: http.NoBody, Request: req}, nil
+}
+
+// TestPlainHTTPUpgradedToHTTPS: an intercepted http:// request goes
+// upstream over HTTPS (port 80 becomes 443, the Host without :80), unless
+// UpstreamPlainHTTP is set, a --resolve rule covers the host and port, or
+// the URL names a non-default port.
+func TestPlainHTTPUpgradedToHTTPS(t *testing.T) {
+	cases := []struct {
+		name     string
+		url      string
+		plain    bool
+		resolve  []string
+		wantURL  string
+		wantHost string
+	}{
+		{"upgraded", "http://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", false, nil,
+			"https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", "sts.amazonaws.com"},
+		{"explicit port 80 upgraded", "http://sts.amazonaws.com:80/?Action=GetCallerIdentity&Version=2011-06-15", false, nil,
+			"https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", "sts.amazonaws.com"},
+		{"kept plain by UpstreamPlainHTTP", "http://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", true, nil,
+			"http://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15", "sts.amazonaws.com"},
+		{"a --resolve rule for port 80 decides", "http://s3.amazonaws.com/bucket/key", false, []string{"s3.amazonaws.com:80=http://127.0.0.1:9"},
+			"http://s3.amazonaws.com/bucket/key", "s3.amazonaws.com"},
+		{"non-default port kept", "http://sts.amazonaws.com:8080/?Action=GetCallerIdentity&Version=2011-06-15", false, nil,
+			"http://sts.amazonaws.com:8080/?Action=GetCallerIdentity&Version=2011-06-15", "sts.amazonaws.com:8080"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recordingTransport{}
+			resolve := tc.resolve
+			if resolve == nil {
+				resolve = []string{"unrelated.amazonaws.com:443=https://127.0.0.1:9"}
+			}
+			h := newHarness(t, harnessOptions{resolve: resolve, tweak: func(p *Proxy) {
+				p.Transport = rec
+				p.UpstreamPlainHTTP = tc.plain
+			}})
+			resp, err := h.client().Get(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, resp)
+			if len(rec.sent) != 1 {
+				t.Fatalf("%d requests sent upstream, want 1", len(rec.sent))
+			}
+			out := rec.sent[0]
+			if out.URL.String() != tc.wantURL || out.Host != tc.wantHost {
+				t.Errorf("sent %s Host %q, want %s Host %q", out.URL, out.Host, tc.wantURL, tc.wantHost)
+			}
+		})
+	}
+}

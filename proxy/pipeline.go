@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,7 @@ func (x *exchange) forward(req *http.Request) *http.Response {
 // answer the client gets.
 func (x *exchange) intercepted(req *http.Request) *http.Response {
 	req = x.startObserving(req)
+	x.upgradeToHTTPS(req)
 	x.learnTimeIfUnsynced(req)
 	if resp := x.refuseUnsynced(req); resp != nil {
 		return resp
@@ -157,6 +159,32 @@ func (x *exchange) startObserving(req *http.Request) *http.Request {
 		req = req.WithContext(ctx)
 	}
 	return req
+}
+
+// upgradeToHTTPS sends an intercepted plain http:// request upstream over
+// HTTPS (port 80 becomes 443), unless UpstreamPlainHTTP is set or a
+// --resolve rule covers the request's host and port (its target's scheme
+// decides, as it always did: that is how plain S3-compatible stores are
+// reached).
+func (x *exchange) upgradeToHTTPS(req *http.Request) {
+	if req.URL.Scheme != "http" || x.rt.p.UpstreamPlainHTTP {
+		return
+	}
+	if _, ok := x.rt.p.Resolve.Lookup(x.host, urlPort(req.URL)); ok {
+		return
+	}
+	port := req.URL.Port()
+	if port != "" && port != "80" {
+		return // an explicit non-default port says the server speaks plain HTTP there
+	}
+	req.URL.Scheme = "https"
+	req.URL.Host = req.URL.Hostname()
+	if strings.Contains(req.URL.Host, ":") {
+		req.URL.Host = "[" + req.URL.Host + "]" // IPv6 literal
+	}
+	if h, p, err := net.SplitHostPort(req.Host); err == nil && p == "80" {
+		req.Host = h
+	}
 }
 
 // learnTimeIfUnsynced asks the request's own upstream for the time while
@@ -209,14 +237,19 @@ func (x *exchange) classify(req *http.Request) (*signer.Prepared, *http.Response
 		return nil, x.fail(req, "", err)
 	}
 	x.info = RequestInfo{
-		Service:      prep.Service,
-		Region:       prep.Region,
-		Operation:    operation(req, prep.Service, formAct),
-		Host:         x.host,
-		ClientSigned: prep.ClientAuth != nil || prep.ClientPresign != nil,
+		Service:                prep.Service,
+		Region:                 prep.Region,
+		Operation:              operation(req, prep.Service, formAct),
+		Host:                   x.host,
+		ClientSigned:           prep.ClientAuth != nil || prep.ClientPresign != nil || prep.ClientSignatureVersion != "",
+		ClientSignatureVersion: prep.ClientSignatureVersion,
 	}
 	if !prep.ClientTime.IsZero() {
 		x.info.ClientSignatureAge = x.rt.p.Clock.Now().Sub(prep.ClientTime)
+	}
+	if v := prep.ClientSignatureVersion; v != "" && clientConnOf(req.Context()).legacyLogged.CompareAndSwap(false, true) {
+		x.rt.log.Info("upgraded a legacy signature to SigV4 (logged once per client connection)",
+			"signature_version", v, "host", x.host, "service", prep.Service, "region", prep.Region)
 	}
 	x.ro.Classified(x.info)
 	return prep, nil
@@ -377,6 +410,9 @@ func (x *exchange) fail(req *http.Request, service string, err error) *http.Resp
 		code := reqErr.Code
 		if code == "" {
 			code = "InvalidRequest"
+		}
+		if reqErr.Failure != signer.FailureNone {
+			x.class = signer.Classification{Failure: reqErr.Failure}
 		}
 		resp = reply(req, service, status, code, reqErr.Message)
 	case errors.As(err, &credErr):

@@ -91,6 +91,13 @@ type Proxy struct {
 	RetryOnSkew bool
 	// RequireSync answers 503 instead of signing while Clock is not synced.
 	RequireSync bool
+	// UpstreamPlainHTTP keeps intercepted http:// requests (absolute-form,
+	// from clients that never learned TLS) on plain HTTP upstream. By
+	// default they are sent over HTTPS, verified, so that neither their
+	// data nor the proxy's signature crosses the network in clear text. A
+	// --resolve rule for the request's host and port decides by its own
+	// target's scheme either way.
+	UpstreamPlainHTTP bool
 	// Allow limits the services and regions the proxy signs for
 	// (--allow-service, --allow-region); the zero value allows all. A
 	// request outside it gets a 403 AccessDenied and is never sent.
@@ -310,6 +317,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv := &http.Server{
 		Handler:           rt.handler,
+		ConnContext:       withClientConn,
 		ReadHeaderTimeout: rt.readHeaderTimeout(),
 		IdleTimeout:       rt.idleTimeout(),
 		MaxHeaderBytes:    rt.maxHeaderBytes(),

@@ -95,6 +95,7 @@ func (rt *runtime) runTunnel(conn net.Conn, host string) {
 	conn.SetDeadline(time.Time{})
 	srv := &http.Server{
 		Handler:           rt.tunnelHandler(tun),
+		ConnContext:       withClientConn,
 		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       rt.idleTimeout(),
 		MaxHeaderBytes:    rt.maxHeaderBytes(),

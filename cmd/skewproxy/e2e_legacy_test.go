@@ -55,17 +55,27 @@ func legacyE2EMinIOProxy(t *testing.T) (*proxytest.MinIO, *runningProxy) {
 	return m, p
 }
 
-// legacyE2EUpgrades counts the signer's debug lines by the pre-SigV4
-// signature version it removed ("" lines are requests that had none).
+// legacyE2EUpgrades reads the proxy's skewproxy_signature_upgrades_total
+// counter from /metrics: requests signed again with SigV4, by the
+// pre-SigV4 signature version they arrived with.
 func legacyE2EUpgrades(p *runningProxy) map[string]int {
 	n := map[string]int{}
-	for _, line := range strings.Split(p.Logs(), "\n") {
-		var rec struct {
-			Msg     string `json:"msg"`
-			Version string `json:"client_signature_version"`
+	resp, err := http.Get(p.AdminURL + "/metrics")
+	if err != nil {
+		return n
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(text), "\n") {
+		labels, ok := strings.CutPrefix(line, "skewproxy_signature_upgrades_total{")
+		if !ok {
+			continue
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "prepared re-signing" {
-			n[rec.Version]++
+		labels, value, _ := strings.Cut(labels, "} ")
+		_, version, _ := strings.Cut(labels, `signature_version="`)
+		version, _, _ = strings.Cut(version, `"`)
+		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+			n[version] += int(v)
 		}
 	}
 	return n
@@ -161,6 +171,9 @@ func TestLegacyE2ES3cmdSignatureV2(t *testing.T) {
 	t.Logf("signed requests by client signature version: %v; request lines: %v", up, proxyE2ERequestLines(t, p))
 	if up["s3v2"] < 8 || len(up) != 1 {
 		t.Errorf("requests by client signature version %v: want every s3cmd request (8 or more) upgraded from s3v2", up)
+	}
+	if logs := p.Logs(); !strings.Contains(logs, "upgraded a legacy signature to SigV4") || !strings.Contains(logs, `"signature_version":"s3v2"`) {
+		t.Errorf("no info log line for the upgraded requests")
 	}
 
 	// The same s3cmd straight to MinIO: its placeholder keys are refused.
@@ -447,5 +460,34 @@ func TestLegacyE2EQueryAPISignatureVersion2(t *testing.T) {
 				t.Errorf("%d requests upgraded from SignatureVersion %s, want 1", n, tc.version)
 			}
 		})
+	}
+}
+
+// TestLegacyE2EPlainHTTPSentOverTLS: an app that only speaks plain HTTP
+// (absolute-form through HTTP_PROXY) to an intercepted host has its request
+// signed and sent upstream over verified TLS: the only --resolve rule is
+// for port 443, to an endpoint that speaks nothing but TLS.
+func TestLegacyE2EPlainHTTPSentOverTLS(t *testing.T) {
+	fake := proxytest.NewAWS(t, proxytest.AWSOptions{Credentials: proxyKeys})
+	p := startProxy(t, proxyOptions{
+		Args: []string{"--resolve", "sts.us-east-1.amazonaws.com:443=" + fake.URL(), "--upstream-ca", fake.CAFile(t),
+			"--no-time-bootstrap"}, // the endpoint must see only the app's request
+		Env: proxyCredsEnv(proxyKeys),
+	})
+	resp, err := p.Client().Get("http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), proxytest.AccountID) {
+		t.Fatalf("answer %d %s", resp.StatusCode, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fake.WaitIdle(ctx)
+	reqs := fake.Requests()
+	if len(reqs) != 1 || reqs[0].Verified == nil || reqs[0].Host != "sts.us-east-1.amazonaws.com" {
+		t.Fatalf("the TLS endpoint saw %+v, want the one signed request for sts.us-east-1.amazonaws.com", reqs)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -609,11 +610,12 @@ func TestTimeE2ERequireSyncRefuses(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", resp.StatusCode)
 	}
+	// STS speaks the query protocol: its SDKs read <ErrorResponse> XML.
 	var e struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
+		Code    string `xml:"Error>Code"`
+		Message string `xml:"Error>Message"`
 	}
-	if err := json.Unmarshal(body, &e); err != nil || e.Type != "ClockNotSynchronized" || e.Message == "" {
+	if err := xml.Unmarshal(body, &e); err != nil || e.Code != "ClockNotSynchronized" || e.Message == "" {
 		t.Errorf("body %q, want a ClockNotSynchronized error with a reason", body)
 	}
 	if n := fake.Stats().Requests; n != 0 {

@@ -19,11 +19,14 @@ const (
 	KeyClockSource          = attribute.Key("skewproxy.clock.source")
 	KeyClockUncertaintyMS   = attribute.Key("skewproxy.clock.uncertainty_ms")
 	KeyClientSignatureAgeMS = attribute.Key("skewproxy.client_signature.age_ms")
-	KeyQueueAgeMS           = attribute.Key("skewproxy.queue.age_ms")
-	KeyFailure              = attribute.Key("skewproxy.failure")
-	KeyRetried              = attribute.Key("skewproxy.retried")
-	KeyAPIGatewayFailure    = attribute.Key("skewproxy.apigw.failure")
-	KeySigningTime          = attribute.Key("skewproxy.signing_time")
+	// KeyClientSignatureVersion names the pre-SigV4 signature the proxy
+	// upgraded ("s3v2", "s3v2-query", "2", "1", "0"); absent for SigV4.
+	KeyClientSignatureVersion = attribute.Key("skewproxy.client_signature.version")
+	KeyQueueAgeMS             = attribute.Key("skewproxy.queue.age_ms")
+	KeyFailure                = attribute.Key("skewproxy.failure")
+	KeyRetried                = attribute.Key("skewproxy.retried")
+	KeyAPIGatewayFailure      = attribute.Key("skewproxy.apigw.failure")
+	KeySigningTime            = attribute.Key("skewproxy.signing_time")
 )
 
 // Span event names.

@@ -81,6 +81,10 @@ func (r *requestObserver) Classified(info proxy.RequestInfo) {
 	if info.Region != "" {
 		attrs = append(attrs, KeyCloudRegion.String(info.Region))
 	}
+	if v := info.ClientSignatureVersion; v != "" {
+		attrs = append(attrs, KeyClientSignatureVersion.String(v))
+		r.t.upgrades.Add(r.ctx, 1, metric.WithAttributes(attribute.String("signature_version", v)))
+	}
 	if info.ClientSigned {
 		attrs = append(attrs, KeyClientSignatureAgeMS.Float64(ms(info.ClientSignatureAge)))
 		if age := info.ClientSignatureAge; r.maxAge > 0 && (age > r.maxAge || age < -SignatureAgeWarning) {

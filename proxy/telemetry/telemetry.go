@@ -46,6 +46,9 @@ const (
 	// from their provider, by outcome ("ok", "error", "expired": the
 	// provider handed out credentials already expired in true time).
 	MetricCredentialsRefresh = "skewproxy.credentials.refreshes"
+	// MetricSignatureUpgrades counts requests that arrived with a
+	// pre-SigV4 signature (by signature_version) and were signed with SigV4.
+	MetricSignatureUpgrades = "skewproxy.signature_upgrades"
 	MetricNTPRTT             = "skewproxy.ntp.rtt"
 )
 
@@ -86,6 +89,7 @@ type Telemetry struct {
 	leafHits    metric.Int64Counter
 	leafMisses  metric.Int64Counter
 	credFetches metric.Int64Counter
+	upgrades    metric.Int64Counter
 	ntpRTT      metric.Float64Histogram
 	callbackReg metric.Registration
 
@@ -152,6 +156,10 @@ func (t *Telemetry) instruments(m metric.Meter) error {
 	if t.leafHits, err = m.Int64Counter(MetricLeafCacheHits,
 		metric.WithDescription("TLS leaf certificates served from the cache.")); err != nil {
 		return fmt.Errorf("counter %s: %w", MetricLeafCacheHits, err)
+	}
+	if t.upgrades, err = m.Int64Counter(MetricSignatureUpgrades,
+		metric.WithDescription("Requests signed with Signature Version 2 (or 1, 0) that the proxy signed again with SigV4, by signature_version.")); err != nil {
+		return fmt.Errorf("counter %s: %w", MetricSignatureUpgrades, err)
 	}
 	if t.credFetches, err = m.Int64Counter(MetricCredentialsRefresh,
 		metric.WithDescription("Fetches of the proxy's credentials from their provider, by outcome.")); err != nil {
