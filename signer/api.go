@@ -37,6 +37,10 @@ type Prepared struct {
 	// its Date, x-amz-date or Timestamp when it had one.
 	ClientSignatureVersion string
 
+	// createSession marks an S3 Express CreateSession call the proxy
+	// signs: ObserveAnswer keeps the session of its answer.
+	createSession bool
+
 	// legacyExpires is the Expires of S3 query string authentication
 	// (SigV2S3Query): Sign refuses to sign after it. Zero otherwise.
 	legacyExpires time.Time
@@ -47,7 +51,10 @@ type Prepared struct {
 }
 
 // Sign returns the outgoing request signed at t with the proxy's
-// credentials. The returned request has a fresh body reader; the caller
+// credentials (or, for an S3 Express request carrying a session token the
+// signer kept, with that session's credentials while the session is
+// valid at t; once it is not, the client's request is sent as it came).
+// The returned request has a fresh body reader; the caller
 // sends it as is and must not change any signed header afterwards. A
 // presigned V2 URL whose Expires is before t gets a 403 *RequestError
 // (AccessDenied, "Request has expired").

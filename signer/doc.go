@@ -30,4 +30,14 @@
 // that does not start with '/', a host holding '/' or '?', a year outside
 // 0000-9999) go to the SDK signer. Options.UseSDKSigner sends every
 // request through the SDK signer.
+//
+// # S3 Express One Zone
+//
+// CreateSession is signed with the proxy's credentials like any request;
+// Prepared.ObserveAnswer keeps the session credentials of its answer in a
+// bounded in-memory store, and requests carrying that session's
+// x-amz-s3session-token are then signed with them (signing name
+// s3express, no x-amz-security-token) until the session expires by the
+// signing time. Requests with a token the signer does not hold are passed
+// through with the client's own signature (express.go).
 package signer

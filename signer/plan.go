@@ -27,6 +27,9 @@ type prepState struct {
 	hdrs    []headerKV
 	hdrBuf  [12]headerKV
 	hashVal [1]string // value of an added X-Amz-Content-Sha256
+	// express is set for a request carrying the token of an S3 Express
+	// session the signer knows: Sign signs with the session's credentials.
+	express *expressPlan
 }
 
 // headerKV is one header of the outgoing request, its key as received.
@@ -131,6 +134,9 @@ func (st *prepState) chooseSignedHeaders(auth *Authorization) {
 		}
 	}
 	st.maybeSign("x-amz-content-sha256")
+	if st.express != nil {
+		st.maybeSign("x-amz-s3session-token") // as the SDKs sign it
+	}
 	// Insertion sort: a few names, and no allocation.
 	s := plan.signed
 	for i := 1; i < len(s); i++ {

@@ -53,6 +53,13 @@ type Options struct {
 	// about 60 times per request instead of once. Requests the fast signer
 	// does not handle use the SDK signer whatever this says.
 	UseSDKSigner bool
+	// MaxExpressSessions bounds how many S3 Express One Zone sessions
+	// (from CreateSession answers, see Prepared.ObserveAnswer) are kept in
+	// memory; when full, expired sessions and then the one that expires
+	// first make room. 0 means DefaultMaxExpressSessions; a negative value
+	// keeps none, so that every session-signed request passes through with
+	// the client's own signature.
+	MaxExpressSessions int
 }
 
 // DefaultMaxBufferedBody is the default Options.MaxBufferedBody.
@@ -69,6 +76,9 @@ type Signer struct {
 	keys keyCache
 	// source is the Source of the last credentials retrieved, for errors.
 	source atomic.Pointer[string]
+	// sessions holds the S3 Express sessions created through the proxy;
+	// nil when none are kept (express.go).
+	sessions *expressSessions
 }
 
 // New returns a Signer that signs with credentials from provider.
@@ -79,7 +89,9 @@ func New(provider aws.CredentialsProvider, opts Options) *Signer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Signer{creds: provider, opts: opts, v4: v4.NewSigner()}
+	s := &Signer{creds: provider, opts: opts, v4: v4.NewSigner()}
+	s.sessions = newExpressSessions(opts.MaxExpressSessions, s.keys.forget)
+	return s
 }
 
 // Credentials returns the proxy's current credentials, or a
@@ -121,7 +133,10 @@ func (s *Signer) providerName() string {
 //
 // A request the client signed keeps its credential scope and its signed
 // header set; an unsigned request gets its scope from the host. A
-// presigned request is passed through unchanged by Sign. A request signed
+// presigned request is passed through unchanged by Sign. An S3 Express
+// request carrying x-amz-s3session-token is signed with that session's
+// credentials when the signer kept them (Prepared.ObserveAnswer), and is
+// otherwise passed through unchanged. A request signed
 // with Signature Version 2 (or the query APIs' 1 or 0) loses that
 // signature and is then treated as unsigned; ClientSignatureVersion says
 // which it was.
@@ -200,6 +215,17 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 	p.Service, p.Region, p.ClientAuth, p.ClientTime = sc.Service, sc.Region, auth, clientTime(req.Header)
 	if legacy.version != "" {
 		p.ClientSignatureVersion, p.ClientTime, p.legacyExpires = legacy.version, legacy.clientTime, legacy.expires
+	}
+	if sc.Service == expressService {
+		// S3 Express session tokens (express.go): a request with one the
+		// signer does not know is passed through as the client signed it.
+		passed, err := s.prepareExpress(p, req, host)
+		if err != nil {
+			return nil, err
+		}
+		if passed {
+			return p, nil
+		}
 	}
 	pl, err := s.preparePayload(req, sc, &st.body)
 	if err != nil {
@@ -308,8 +334,14 @@ func (st *prepState) sign(ctx context.Context, t time.Time) (*http.Request, erro
 		return nil, errors.New("signer: zero signing time")
 	}
 	s, plan := st.s, &st.plan
-	creds, err := s.Credentials(ctx)
-	if err != nil {
+	var creds aws.Credentials
+	var err error
+	if st.express != nil {
+		var ok bool
+		if creds, ok = s.expressCredentials(st.express, t); !ok {
+			return st.signPassThrough(ctx)
+		}
+	} else if creds, err = s.Credentials(ctx); err != nil {
 		return nil, err
 	}
 	// One allocation holds the outgoing request, its URL and the values
