@@ -328,6 +328,7 @@ func (x *exchange) sendOnce(req *http.Request, prep *signer.Prepared) (resp, loc
 		return nil, x.upstreamFailed(req, prep.Service, err)
 	}
 	x.observeDate(resp, x.sent, x.received)
+	prep.ObserveAnswer(resp, x.received) // S3 Express: keeps a CreateSession answer's session
 	return resp, nil
 }
 
