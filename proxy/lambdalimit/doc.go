@@ -11,6 +11,12 @@
 // effective limit to Lambda's own throttles (multiplicative decrease on a
 // 429, additive increase on success, Retry-After honoured).
 //
+// With a [Coordinator] (Config.Coordinator; package lambdalimit/fleet keeps
+// one in Redis) the limits are fleet-wide: an invoke still waits here, in
+// the local queue, and then for a fleet-wide slot, oldest arrival first
+// across the proxies; when the coordinator cannot be reached the Limiter
+// keeps its share of the limits, ceil(limit / fleet size), or refuses.
+//
 // *Limiter satisfies proxy.Admitter structurally and *Throttle satisfies
 // proxy.Refusal; this package does not import package proxy.
 //

@@ -27,6 +27,7 @@ type Redis struct {
 	Addr string
 
 	bin, dir string
+	extra    []string // more redis-server arguments
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -45,7 +46,14 @@ func Start(t testing.TB) *Redis {
 		}
 		t.Fatalf("redis-server not found: run `make deps` (Debian package redis-server): %v", err)
 	}
-	r := &Redis{bin: bin, dir: t.TempDir()}
+	return start(t, bin, nil)
+}
+
+// start runs one server with extra arguments, killed in t.Cleanup.
+func start(t testing.TB, bin string, extra []string) *Redis {
+	t.Helper()
+	r := &Redis{bin: bin, dir: t.TempDir(), extra: extra}
+	var err error
 	for range 5 { // a free port may be taken between the probe and the start
 		if r.Addr, err = freePort(); err != nil {
 			t.Fatal(err)
@@ -117,6 +125,7 @@ func (r *Redis) start() error {
 		"--bind", "127.0.0.1", "--port", port, "--protected-mode", "yes",
 		"--save", "", "--appendonly", "no", "--dir", r.dir,
 		"--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no")
+	cmd.Args = append(cmd.Args, r.extra...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", r.bin, err)
