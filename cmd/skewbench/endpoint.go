@@ -111,21 +111,24 @@ func (p *testPKI) writeCA(dir, name string) (string, error) {
 }
 
 // endpoint is a loopback HTTPS server (HTTP/1.1, keep-alive) standing in
-// for Lambda: it reads the request body and answers a small JSON body. It
+// for Lambda, with a plain-HTTP listener beside it (PlainAddr) serving the
+// same handler for the plain path: it reads the request body and answers a
+// small JSON body. It
 // does not verify signatures; it only counts how many requests carry a
 // SigV4 Authorization for the proxy's access key (ProxySigned) and how many
 // do not (Other), so a run can show that every proxied request was re-signed.
 type endpoint struct {
-	Addr   string // 127.0.0.1:PORT
-	PKI    *testPKI
-	CAFile string
+	Addr      string // 127.0.0.1:PORT, HTTPS
+	PlainAddr string // 127.0.0.1:PORT, plain HTTP
+	PKI       *testPKI
+	CAFile    string
 
 	proxyCredPrefix string
 	ProxySigned     atomic.Int64
 	Other           atomic.Int64
 
-	srv *http.Server
-	ln  net.Listener
+	srv   *http.Server
+	plain *http.Server
 }
 
 // endpointReply is the JSON body of every answer: the size of a small
@@ -147,7 +150,12 @@ func startEndpoint(dir, proxyAKID string) (*endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("endpoint listen: %w", err)
 	}
-	e := &endpoint{Addr: ln.Addr().String(), PKI: pki, CAFile: caFile, ln: ln,
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("endpoint listen (plain): %w", err)
+	}
+	e := &endpoint{Addr: ln.Addr().String(), PlainAddr: pln.Addr().String(), PKI: pki, CAFile: caFile,
 		proxyCredPrefix: "AWS4-HMAC-SHA256 Credential=" + proxyAKID + "/"}
 	e.srv = &http.Server{
 		Handler:           http.HandlerFunc(e.serveHTTP),
@@ -159,7 +167,14 @@ func startEndpoint(dir, proxyAKID string) (*endpoint, error) {
 		},
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
+	e.plain = &http.Server{
+		Handler:           e.srv.Handler,
+		ReadHeaderTimeout: e.srv.ReadHeaderTimeout,
+		IdleTimeout:       e.srv.IdleTimeout,
+		ErrorLog:          e.srv.ErrorLog,
+	}
 	go func() { _ = e.srv.Serve(tls.NewListener(ln, e.srv.TLSConfig)) }()
+	go func() { _ = e.plain.Serve(pln) }()
 	return e, nil
 }
 
@@ -191,11 +206,11 @@ func (e *endpoint) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(endpointReply)
 }
 
-// Close stops the server.
-func (e *endpoint) Close() error { return e.srv.Close() }
+// Close stops both servers.
+func (e *endpoint) Close() error { return errors.Join(e.srv.Close(), e.plain.Close()) }
 
 // runEndpoint is `skewbench endpoint`: serve until interrupted. Its first
-// line on stdout is JSON {"addr": "127.0.0.1:PORT", "ca": "FILE"}.
+// line on stdout is JSON {"addr": "127.0.0.1:PORT", "plain": "127.0.0.1:PORT", "ca": "FILE"}.
 // `skewbench run` starts it as a separate process, so that the endpoint
 // does not share a Go runtime with the load clients; it is also handy for
 // manual runs of `skewbench load` and profiling sessions.
@@ -211,7 +226,7 @@ func runEndpoint(ctx context.Context, args []string, stdout, _ io.Writer) error 
 		return err
 	}
 	defer e.Close()
-	if err := json.NewEncoder(stdout).Encode(map[string]string{"addr": e.Addr, "ca": e.CAFile}); err != nil {
+	if err := json.NewEncoder(stdout).Encode(map[string]string{"addr": e.Addr, "plain": e.PlainAddr, "ca": e.CAFile}); err != nil {
 		return err
 	}
 	<-ctx.Done()

@@ -37,8 +37,43 @@ var invokePayload = []byte(`{"orderId":"b6b2f0a4-6d5d-4c61","items":[1,2,3],"not
 // proxy can replace with real ones (the endpoint does not verify).
 var placeholderCreds = aws.Credentials{AccessKeyID: "AKIDPLACEHOLDER", SecretAccessKey: "placeholder-secret"}
 
+// loadPath is how the load clients reach the endpoint.
+type loadPath string
+
+const (
+	// pathPlain: absolute-form http:// requests to the proxy, plain HTTP
+	// upstream.
+	pathPlain loadPath = "plain HTTP"
+	// pathMITM: https through CONNECT; the proxy terminates TLS and sends
+	// HTTPS upstream (tinyproxy only tunnels).
+	pathMITM loadPath = "MITM (HTTPS in CONNECT)"
+)
+
+// loadPaths is the order of the paths in the report.
+var loadPaths = []loadPath{pathPlain, pathMITM}
+
+func (p loadPath) short() string {
+	if p == pathPlain {
+		return "plain"
+	}
+	return "mitm"
+}
+
+// The load targets, by name.
+const (
+	tgtDirect    = "direct"
+	tgtBare      = "bare forwarder"
+	tgtSkewproxy = "skewproxy"
+	tgtTinyproxy = "tinyproxy"
+	tgtMitmdump  = "mitmdump"
+)
+
+// loadTargetOrder is the order of the rows of one path and client count.
+var loadTargetOrder = []string{tgtDirect, tgtBare, tgtSkewproxy, tgtTinyproxy, tgtMitmdump}
+
 // target is where a load client sends its requests.
 type target struct {
+	Path       loadPath // which table section the run belongs to
 	Name       string
 	URL        string         // request URL; its host:port is what a proxy is asked to CONNECT to
 	Host       string         // Host header, signed; "" = the URL's host
@@ -46,6 +81,10 @@ type target struct {
 	Proxy      *url.URL       // HTTP proxy (CONNECT); nil = direct
 	Roots      *x509.CertPool // roots that verify the server (or the intercepting proxy)
 	CPUPid     int            // process whose CPU time per request to report (the proxy); 0 = none
+	// NoKeepAlive: a new connection per request, for a proxy that closes
+	// the client's connection after each answer (tinyproxy on the plain
+	// path), where reusing it would fail requests at random.
+	NoKeepAlive bool
 }
 
 // loadResult is one load run's figures.
@@ -97,6 +136,7 @@ func newClientTransport(t target, clients int) *http.Transport {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 15 * time.Second,
 		DisableCompression:  true,
+		DisableKeepAlives:   t.NoKeepAlive,
 	}
 }
 

@@ -44,7 +44,7 @@ func main() {
 // run dispatches a subcommand.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: skewbench run|endpoint|load [flags] (see the package doc)")
+		return errors.New("usage: skewbench run|endpoint|load|bare-proxy [flags] (see the package doc)")
 	}
 	switch args[0] {
 	case "run":
@@ -53,7 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEndpoint(ctx, args[1:], stdout, stderr)
 	case "load":
 		return runLoadCommand(ctx, args[1:], stdout, stderr)
+	case "bare-proxy":
+		return runBareProxy(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want run, endpoint or load)", args[0])
+		return fmt.Errorf("unknown command %q (want run, endpoint, load or bare-proxy)", args[0])
 	}
 }

@@ -261,24 +261,35 @@ func (p *skewproxyProc) cpuProfile(ctx context.Context, secs int, path string) e
 // endpointProc is `skewbench endpoint` running as a child process.
 type endpointProc struct {
 	*child
-	Addr   string // 127.0.0.1:PORT
-	CAFile string
-	Pool   *x509.CertPool
+	Addr      string // 127.0.0.1:PORT, HTTPS
+	PlainAddr string // 127.0.0.1:PORT, plain HTTP
+	CAFile    string
+	Pool      *x509.CertPool
 }
 
-// startEndpointProc re-executes this program as `skewbench endpoint` with
-// the CA file in dir, and reads its address from its first stdout line.
-func startEndpointProc(dir string) (*endpointProc, error) {
+// selfInfo is the first stdout line of a skewbench child (endpoint,
+// bare-proxy): where it listens and the CA file its clients trust.
+type selfInfo struct {
+	Addr  string `json:"addr"`
+	Plain string `json:"plain,omitempty"`
+	CA    string `json:"ca"`
+}
+
+// startSelf re-executes this program with args as a child process named
+// name and reads its selfInfo from its first stdout line; pool holds the
+// certificate of its CA file.
+func startSelf(name string, args ...string) (*child, selfInfo, *x509.CertPool, error) {
+	var info selfInfo
 	self, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("endpoint: %w", err)
+		return nil, info, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	cmd := exec.Command(self, "endpoint", "--dir", dir, "--proxy-akid", proxyCreds.AccessKeyID)
+	cmd := exec.Command(self, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
-	c, err := startChild("endpoint", cmd)
+	c, err := startChild(name, cmd)
 	if err != nil {
-		return nil, err
+		return nil, info, nil, err
 	}
 	first := make(chan string, 1)
 	go func() {
@@ -291,28 +302,40 @@ func startEndpointProc(dir string) (*endpointProc, error) {
 		<-c.done
 		pw.Close()
 	}()
-	var info struct{ Addr, CA string }
 	select {
 	case line := <-first:
 		if err := json.Unmarshal([]byte(line), &info); err != nil || info.Addr == "" {
 			c.Stop()
-			return nil, fmt.Errorf("endpoint: first line %q: %v\n%s", line, err, c.Tail())
+			return nil, info, nil, fmt.Errorf("%s: first line %q: %v\n%s", name, line, err, c.Tail())
 		}
 	case <-time.After(30 * time.Second):
 		c.Stop()
-		return nil, fmt.Errorf("endpoint did not start within 30s:\n%s", c.Tail())
+		return nil, info, nil, fmt.Errorf("%s did not start within 30s:\n%s", name, c.Tail())
 	}
 	pem, err := os.ReadFile(info.CA)
 	if err != nil {
 		c.Stop()
-		return nil, fmt.Errorf("endpoint CA: %w", err)
+		return nil, info, nil, fmt.Errorf("%s CA: %w", name, err)
 	}
-	e := &endpointProc{child: c, Addr: info.Addr, CAFile: info.CA, Pool: x509.NewCertPool()}
-	if !e.Pool.AppendCertsFromPEM(pem) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
 		c.Stop()
-		return nil, errors.New("endpoint CA file holds no certificate")
+		return nil, info, nil, fmt.Errorf("%s CA file holds no certificate", name)
 	}
-	return e, nil
+	return c, info, pool, nil
+}
+
+// startEndpointProc runs `skewbench endpoint` with the CA file in dir.
+func startEndpointProc(dir string) (*endpointProc, error) {
+	c, info, pool, err := startSelf("endpoint", "endpoint", "--dir", dir, "--proxy-akid", proxyCreds.AccessKeyID)
+	if err != nil {
+		return nil, err
+	}
+	if info.Plain == "" {
+		c.Stop()
+		return nil, errors.New("endpoint: no plain-HTTP address on its first line")
+	}
+	return &endpointProc{child: c, Addr: info.Addr, PlainAddr: info.Plain, CAFile: info.CA, Pool: pool}, nil
 }
 
 // Counts asks the endpoint how many requests it saw signed with the

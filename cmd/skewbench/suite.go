@@ -164,14 +164,14 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// runProxyParts measures keep-alive load (direct, tinyproxy, skewproxy,
-// mitmdump) and handshakes through one skewproxy.
+// runProxyParts measures keep-alive load on both paths (direct, the bare
+// forwarder, skewproxy, tinyproxy, mitmdump) and handshakes through one
+// skewproxy.
 func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpointProc, res *results, logf func(string, ...any)) error {
-	_, epPort, _ := strings.Cut(ep.Addr, ":")
-	port, _ := strconv.Atoi(epPort)
 	sp, err := startSkewproxy(cfg.Skewproxy, filepath.Join(dir, "skewproxy-load"), proxyCreds,
 		"--resolve", lambdaHost+":443=https://"+ep.Addr,
 		"--resolve", "*."+lambdaHost+":443=https://"+ep.Addr,
+		"--resolve", lambdaHost+":80=http://"+ep.PlainAddr,
 		"--upstream-ca", ep.CAFile, "--pprof")
 	if err != nil {
 		return err
@@ -180,36 +180,21 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 	logf("skewproxy %s (pid %d)", sp.ProxyURL, sp.Pid())
 
 	if !cfg.Skip["load"] {
-		direct := "https://" + ep.Addr + invokePath
-		targets := []target{
-			{Name: "direct", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Roots: ep.Pool},
-		}
-		tiny, err := startTinyproxy(dir, port)
-		if err != nil {
-			res.Notes = append(res.Notes, "tinyproxy: "+err.Error())
-		} else {
-			defer tiny.Stop()
-			targets = append(targets, target{Name: "tinyproxy", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: tiny.URL, Roots: ep.Pool, CPUPid: tiny.Pid()})
-		}
-		targets = append(targets, target{Name: "skewproxy", URL: "https://" + lambdaHost + invokePath, Proxy: sp.ProxyURL, Roots: sp.CAPool, CPUPid: sp.Pid()})
-		mitm, err := startMitmdump(dir)
-		if err != nil {
-			res.Notes = append(res.Notes, "mitmdump: "+err.Error())
-		} else {
-			defer mitm.Stop()
-			targets = append(targets, target{Name: "mitmdump", URL: direct, Host: lambdaHost, ServerName: lambdaHost, Proxy: mitm.URL, Roots: mitm.CAPool, CPUPid: mitm.Pid()})
-		}
-		res.Load = map[string]map[int]loadResult{}
+		targets, stop := loadTargets(cfg, dir, ep, sp, res, logf)
+		defer stop()
+		res.Load = map[loadPath]map[string]map[int]loadResult{}
+		res.Profiles = map[loadPath]string{}
 		maxClients := slicesMax(cfg.Clients)
 		for _, n := range cfg.Clients {
 			for _, t := range targets {
 				before, _ := ep.Counts(ctx)
 				profDone := make(chan error, 1)
-				profiling := t.Name == "skewproxy" && n == maxClients && cfg.ProfileDir != ""
+				profiling := t.Name == tgtSkewproxy && n == maxClients && cfg.ProfileDir != ""
+				profPath := filepath.Join(cfg.ProfileDir, profileName(t.Path))
 				if profiling {
 					go func() {
 						time.Sleep(cfg.Warmup)
-						profDone <- sp.cpuProfile(ctx, int(math.Ceil(cfg.Duration.Seconds())), filepath.Join(cfg.ProfileDir, "skewproxy-cpu.pprof"))
+						profDone <- sp.cpuProfile(ctx, int(math.Ceil(cfg.Duration.Seconds())), profPath)
 					}()
 				}
 				r, err := runLoad(ctx, t, n, cfg.Warmup, cfg.Duration)
@@ -217,27 +202,24 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 					if perr := <-profDone; perr != nil {
 						res.Notes = append(res.Notes, "CPU profile: "+perr.Error())
 					} else {
-						res.Profile = filepath.Join(cfg.ProfileDir, "skewproxy-cpu.pprof")
+						res.Profiles[t.Path] = profPath
 					}
 				}
 				if err != nil {
-					res.Notes = append(res.Notes, err.Error())
-					logf("%v", err)
+					res.Notes = append(res.Notes, fmt.Sprintf("%s: %v", t.Path, err))
+					logf("%s: %v", t.Path, err)
 					continue
 				}
-				if t.Name == "skewproxy" {
+				if t.Name == tgtSkewproxy {
 					if after, err := ep.Counts(ctx); err == nil {
 						res.ProxySigned += after.ProxySigned - before.ProxySigned
 						res.ProxyNotResigned += after.Other - before.Other
 					}
 				}
-				if res.Load[t.Name] == nil {
-					res.Load[t.Name] = map[int]loadResult{}
-				}
-				res.Load[t.Name][n] = r
-				logf("%-9s c=%-3d %8.0f req/s  p50 %v  p99 %v  proxy CPU/req %v  errors %d", t.Name, n, r.RPS, r.P50, r.P99, r.CPUPerReq, r.Errors)
+				res.setLoad(t.Path, t.Name, n, r)
+				logf("%-5s %-14s c=%-3d %8.0f req/s  p50 %v  p99 %v  proxy CPU/req %v  errors %d", t.Path.short(), t.Name, n, r.RPS, r.P50, r.P99, r.CPUPerReq, r.Errors)
 				if r.Errors > 0 {
-					res.Notes = append(res.Notes, fmt.Sprintf("%s c=%d: %d errors, first: %s", t.Name, n, r.Errors, r.FirstErr))
+					res.Notes = append(res.Notes, fmt.Sprintf("%s, %s, %d clients: %d errors, first: %s", t.Path, t.Name, n, r.Errors, r.FirstErr))
 				}
 			}
 		}
@@ -252,6 +234,96 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 		}
 	}
 	return nil
+}
+
+// profileName is the CPU profile file of skewproxy on path p (the MITM
+// one keeps the name it had before the plain path existed).
+func profileName(p loadPath) string {
+	if p == pathPlain {
+		return "skewproxy-plain-cpu.pprof"
+	}
+	return "skewproxy-cpu.pprof"
+}
+
+// loadTargets starts the bare forwarder, tinyproxy and mitmdump and returns
+// the load targets of both paths (less those --skip plain / --skip mitm
+// names), in the table's row order; stop ends the peers. A peer that does
+// not start is a note, and its rows are missing.
+func loadTargets(cfg suiteConfig, dir string, ep *endpointProc, sp *skewproxyProc, res *results, logf func(string, ...any)) (targets []target, stop func()) {
+	var stops []func()
+	stop = func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+	_, epPort, _ := strings.Cut(ep.Addr, ":")
+	port, _ := strconv.Atoi(epPort)
+	peer := func(name string, p *peerProxy, err error) *peerProxy {
+		if err != nil {
+			res.Notes = append(res.Notes, name+": "+err.Error())
+			logf("%s: %v", name, err)
+			return nil
+		}
+		stops = append(stops, p.Stop)
+		logf("%s %s (pid %d)", name, p.URL, p.Pid())
+		return p
+	}
+	bp, err := startBareProxy(dir, ep)
+	bare := peer(tgtBare, bp, err)
+	tp, err := startTinyproxy(dir, port)
+	tiny := peer(tgtTinyproxy, tp, err)
+	mp, err := startMitmdump(dir)
+	mitm := peer(tgtMitmdump, mp, err)
+
+	via := func(t target, p *peerProxy) []target {
+		if p == nil {
+			return nil
+		}
+		t.Proxy, t.CPUPid = p.URL, p.Pid()
+		if p.CAPool != nil && t.Roots == nil {
+			t.Roots = p.CAPool
+		}
+		return []target{t}
+	}
+	if !cfg.Skip["mitm"] {
+		// tinyproxy and mitmdump are asked to CONNECT to the endpoint's
+		// address; the bare forwarder and skewproxy to the Lambda host
+		// (their --resolve rules send it to the endpoint).
+		direct := target{Path: pathMITM, Name: tgtDirect, URL: "https://" + ep.Addr + invokePath, Host: lambdaHost, ServerName: lambdaHost, Roots: ep.Pool}
+		byHost := target{Path: pathMITM, URL: "https://" + lambdaHost + invokePath}
+		intercepted := direct // by mitmdump, whose CA via() puts in Roots
+		intercepted.Roots = nil
+		targets = append(targets, direct)
+		targets = append(targets, via(named(byHost, tgtBare), bare)...)
+		targets = append(targets, target{Path: pathMITM, Name: tgtSkewproxy, URL: byHost.URL, Proxy: sp.ProxyURL, Roots: sp.CAPool, CPUPid: sp.Pid()})
+		targets = append(targets, via(named(direct, tgtTinyproxy), tiny)...) // a blind tunnel: the endpoint's own certificate
+		targets = append(targets, via(named(intercepted, tgtMitmdump), mitm)...)
+	}
+	if !cfg.Skip["plain"] {
+		// Absolute-form http:// requests: to the Lambda host for the bare
+		// forwarder and skewproxy (their --resolve rules send it to the
+		// endpoint's plain address), to that address for tinyproxy and
+		// mitmdump. Those two get no Host override: Go writes req.Host into
+		// the absolute-form request line, and they would dial the real
+		// Lambda host. tinyproxy closes the client connection after each
+		// answer: a new connection per request.
+		direct := target{Path: pathPlain, Name: tgtDirect, URL: "http://" + ep.PlainAddr + invokePath, Host: lambdaHost}
+		byHost := target{Path: pathPlain, URL: "http://" + lambdaHost + invokePath}
+		byAddr := target{Path: pathPlain, URL: direct.URL}
+		tt := named(byAddr, tgtTinyproxy)
+		tt.NoKeepAlive = true
+		targets = append(targets, direct)
+		targets = append(targets, via(named(byHost, tgtBare), bare)...)
+		targets = append(targets, target{Path: pathPlain, Name: tgtSkewproxy, URL: byHost.URL, Proxy: sp.ProxyURL, CPUPid: sp.Pid()})
+		targets = append(targets, via(tt, tiny)...)
+		targets = append(targets, via(named(byAddr, tgtMitmdump), mitm)...)
+	}
+	return targets, stop
+}
+
+func named(t target, name string) target {
+	t.Name = name
+	return t
 }
 
 func slicesMax(v []int) int {
