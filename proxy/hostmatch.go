@@ -103,8 +103,13 @@ func normalizeHost(host string) string {
 	host = strings.TrimPrefix(host, "[")
 	host = strings.TrimSuffix(host, "]")
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.String()
+	// Only what could be an IP literal is parsed (canonical form, "::1"
+	// for "0:0::1"): a failed parse allocates, and this runs several
+	// times per request for host names.
+	if couldBeIP(host) {
+		if ip := net.ParseIP(host); ip != nil {
+			return ip.String()
+		}
 	}
 	return host
 }
@@ -142,4 +147,16 @@ func (m *HostMatcher) Patterns() []string {
 		return nil
 	}
 	return slices.Clone(m.patterns)
+}
+
+// couldBeIP reports whether s holds only characters of an IPv4 or IPv6
+// literal.
+func couldBeIP(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -74,14 +74,21 @@ func isLambdaInvoke(op string) bool {
 	return op == "Invoke" || op == "InvokeWithResponseStream" || op == "InvokeAsync" || op == "InvokeFunctionUrl"
 }
 
+// formType is the media type of query-protocol form bodies.
+const formType = "application/x-www-form-urlencoded"
+
 // formAction reads the Action of a small query-protocol form body and puts
 // the body back (with GetBody, so the signer can replay it).
 func formAction(req *http.Request) string {
 	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody {
 		return ""
 	}
-	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" || req.ContentLength <= 0 || req.ContentLength > maxFormPeek {
+	ct := req.Header.Get("Content-Type")
+	if len(ct) < len(formType) || !strings.EqualFold(ct[:len(formType)], formType) {
+		return "" // checked before ParseMediaType, which allocates
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	if mt != formType || req.ContentLength <= 0 || req.ContentLength > maxFormPeek {
 		return ""
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))

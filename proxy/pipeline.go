@@ -32,12 +32,8 @@ func (rt *runtime) roundTrip(req *http.Request, tun *tunnel) (resp *http.Respons
 	start := time.Now() // monotonic: the access log's duration; signing time comes from Clock
 	ctx, cancel := context.WithCancel(req.Context())
 	stopHard := context.AfterFunc(rt.hardCtx, cancel)
-	x := &exchange{rt: rt, start: start, method: req.Method, host: normalizeHost(req.Host), flush: clientFlush(req.Context())}
-	x.done = func() {
-		stopHard()
-		cancel()
-		rt.active.Add(-1)
-	}
+	x := &exchange{rt: rt, start: start, method: req.Method, host: normalizeHost(req.Host), flush: clientFlush(req.Context()),
+		stopHard: stopHard, cancel: cancel}
 	defer func() {
 		if v := recover(); v != nil {
 			resp = x.recovered(req, v)
@@ -102,7 +98,9 @@ type exchange struct {
 	release func(int, http.Header)
 	retried bool
 	class   signer.Classification
-	done    func()
+	// stopHard and cancel end the request's context (done).
+	stopHard func() bool
+	cancel   context.CancelFunc
 	// body is the client's request body, watched for a short read.
 	body *clientBody
 	// sent and received bracket the last upstream exchange (corrected
@@ -112,6 +110,21 @@ type exchange struct {
 	// answer's body then follows flushOnPause (writeResponse does that
 	// itself inside tunnels).
 	flush func() error
+	// The answer handed to the client and what ends the exchange when
+	// its body is closed (wrap): kept here, not in closures, so that an
+	// exchange is one allocation.
+	resp      *http.Response
+	local     bool
+	relStatus int
+	relHeader http.Header
+	answer    endBody
+}
+
+// done ends the request's context and its count in the pipeline.
+func (x *exchange) done() {
+	x.stopHard()
+	x.cancel()
+	x.rt.active.Add(-1)
 }
 
 // forward sends a request for a host that is not intercepted, untouched.
@@ -225,7 +238,7 @@ func (x *exchange) refuseUnsynced(req *http.Request) *http.Response {
 // stripped, scope and payload mode decided) and names it for telemetry.
 func (x *exchange) classify(req *http.Request) (*signer.Prepared, *http.Response) {
 	formAct := ""
-	if req.URL.Query().Get("Action") == "" && req.Header.Get("X-Amz-Target") == "" {
+	if !hasQueryParam(req.URL.RawQuery, "Action") && req.Header.Get("X-Amz-Target") == "" {
 		formAct = formAction(req) // before Prepare takes the body
 	}
 	if req.Body != nil && req.Body != http.NoBody {
@@ -464,10 +477,11 @@ func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
 	if x.rt.draining.Load() {
 		resp.Close = true
 	}
-	status, h := resp.StatusCode, resp.Header
-	if local != nil {
+	x.resp, x.local = resp, local != nil
+	x.relStatus, x.relHeader = resp.StatusCode, resp.Header
+	if x.local {
 		// The upstream never answered: the release reports no answer.
-		status, h = 0, nil
+		x.relStatus, x.relHeader = 0, nil
 	}
 	body := resp.Body
 	if body == nil {
@@ -475,27 +489,36 @@ func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
 	} else if x.flush != nil {
 		body = &flushOnPause{body: body, flush: x.flush}
 	}
-	resp.Body = &endBody{ReadCloser: body, finish: func(readErr error) {
-		if x.release != nil {
-			x.release(status, h)
-		}
-		var endErr error
-		if local != nil && x.class.Failure == signer.FailureNone {
-			endErr = errors.New(resp.Status)
-		}
-		if readErr != nil {
-			endErr = readErr
-		}
-		if x.ro != nil {
-			x.ro.End(resp.StatusCode, resp.Header, x.class, endErr)
-		}
-		x.logLine(resp.StatusCode, readErr, local != nil)
-		x.done()
-	}}
+	x.answer = endBody{ReadCloser: body, x: x}
+	resp.Body = &x.answer
 	return resp
 }
 
+// finish ends the exchange once the client has the answer's body: the
+// admission slot is released, the span ends, the log line is written.
+func (x *exchange) finish(readErr error) {
+	resp := x.resp
+	if x.release != nil {
+		x.release(x.relStatus, x.relHeader)
+	}
+	var endErr error
+	if x.local && x.class.Failure == signer.FailureNone {
+		endErr = errors.New(resp.Status)
+	}
+	if readErr != nil {
+		endErr = readErr
+	}
+	if x.ro != nil {
+		x.ro.End(resp.StatusCode, resp.Header, x.class, endErr)
+	}
+	x.logLine(resp.StatusCode, readErr, x.local)
+	x.done()
+}
+
 func (x *exchange) logLine(status int, readErr error, local bool) {
+	if !x.rt.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("method", x.method),
 		slog.String("host", x.host),
@@ -522,10 +545,10 @@ func (x *exchange) logLine(status int, readErr error, local bool) {
 	x.rt.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
-// endBody runs finish once, when the body is closed.
+// endBody ends its exchange once, when the body is closed.
 type endBody struct {
 	io.ReadCloser
-	finish  func(readErr error)
+	x       *exchange
 	once    sync.Once
 	readErr error
 }
@@ -540,7 +563,7 @@ func (b *endBody) Read(p []byte) (int, error) {
 
 func (b *endBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.once.Do(func() { b.finish(b.readErr) })
+	b.once.Do(func() { b.x.finish(b.readErr) })
 	return err
 }
 
@@ -580,3 +603,18 @@ func (b *clientBody) Read(p []byte) (int, error) {
 }
 
 func (b *clientBody) truncated() bool { return b.failed.Load() }
+
+// hasQueryParam reports whether the raw query has a parameter named name
+// (unescaped names only, as the AWS query protocol's are), without parsing
+// it into a map.
+func hasQueryParam(rawQuery, name string) bool {
+	for rawQuery != "" {
+		var kv string
+		kv, rawQuery, _ = strings.Cut(rawQuery, "&")
+		k, _, _ := strings.Cut(kv, "=")
+		if k == name {
+			return true
+		}
+	}
+	return false
+}
