@@ -8,6 +8,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // fakeCoord is a Coordinator whose shared slots the test hands out: in
@@ -334,5 +338,39 @@ func TestFleetLimiterQueueTimeoutCoversCoordination(t *testing.T) {
 	}
 	if st := l.Status(); st.Functions["f"].EffectiveLimit != 0 {
 		t.Errorf("a shared lease's 429 lowered the local limit: %+v", st.Functions["f"])
+	}
+}
+
+// TestFleetLimiterSpanAttributes: with a coordinator the request's span
+// says how the wait split between the local queue and the coordinator,
+// and in which mode.
+func TestFleetLimiterSpanAttributes(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	coord := newFakeCoord(ModeShared, 1, false)
+	l := New(Config{MaxInflight: 1, Coordinator: coord, QueueTimeout: 5 * time.Second})
+	go func() {
+		eventually(t, "blocked", func() bool { return coord.blocked() == 1 })
+		time.Sleep(100 * time.Millisecond)
+		coord.grant()
+	}()
+	ctx, span := tp.Tracer("test").Start(context.Background(), "invoke")
+	rel, waited, err := l.Admit(ctx, invokeReq("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok200(rel)
+	span.End()
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, kv := range rec.Ended()[0].Attributes() {
+		attrs[kv.Key] = kv.Value
+	}
+	coordMS, localMS := attrs[AttrCoordinationWaitMS].AsFloat64(), attrs[AttrLocalWaitMS].AsFloat64()
+	if coordMS < 90 || localMS > 20 || attrs[AttrCoordinatorMode].AsString() != "shared" {
+		t.Errorf("span attributes %v, want ~100ms of coordination, ~0 local, mode shared", attrs)
+	}
+	if d := float64(waited.Milliseconds()) - (coordMS + localMS); d < -2 || d > 2 {
+		t.Errorf("waited %v, but the span's parts add up to %.1fms", waited, coordMS+localMS)
 	}
 }
