@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -116,7 +117,8 @@ func (p *testPKI) writeCA(dir, name string) (string, error) {
 // small JSON body. It
 // does not verify signatures; it only counts how many requests carry a
 // SigV4 Authorization for the proxy's access key (ProxySigned) and how many
-// do not (Other), so a run can show that every proxied request was re-signed.
+// do not (Other), in all and per load target (targetHeader), so a run can
+// show that every request of the skewproxy runs was re-signed.
 type endpoint struct {
 	Addr      string // 127.0.0.1:PORT, HTTPS
 	PlainAddr string // 127.0.0.1:PORT, plain HTTP
@@ -126,6 +128,7 @@ type endpoint struct {
 	proxyCredPrefix string
 	ProxySigned     atomic.Int64
 	Other           atomic.Int64
+	targets         sync.Map // targetHeader value -> *targetCounter
 
 	srv   *http.Server
 	plain *http.Server
@@ -181,23 +184,56 @@ func startEndpoint(dir, proxyAKID string) (*endpoint, error) {
 // countsPath answers the endpoint's counters as JSON (not counted itself).
 const countsPath = "/skewbench/counts"
 
+// targetHeader names the load target a request comes from: the load
+// clients set it (after signing) so that the endpoint counts each target's
+// requests apart, whatever a straggler from an earlier run does.
+const targetHeader = "X-Skewbench-Target"
+
+type targetCounter struct{ proxySigned, other atomic.Int64 }
+
 // endpointCounts is the JSON answer of countsPath.
 type endpointCounts struct {
-	ProxySigned int64 `json:"proxy_signed"`
-	Other       int64 `json:"other"`
+	ProxySigned int64                     `json:"proxy_signed"`
+	Other       int64                     `json:"other"`
+	Targets     map[string]endpointCounts `json:"targets,omitempty"` // by targetHeader
+}
+
+// counts is a snapshot of the counters.
+func (e *endpoint) counts() endpointCounts {
+	c := endpointCounts{ProxySigned: e.ProxySigned.Load(), Other: e.Other.Load(), Targets: map[string]endpointCounts{}}
+	e.targets.Range(func(k, v any) bool {
+		tc := v.(*targetCounter)
+		c.Targets[k.(string)] = endpointCounts{ProxySigned: tc.proxySigned.Load(), Other: tc.other.Load()}
+		return true
+	})
+	return c
 }
 
 func (e *endpoint) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == countsPath {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(endpointCounts{ProxySigned: e.ProxySigned.Load(), Other: e.Other.Load()})
+		_ = json.NewEncoder(w).Encode(e.counts())
 		return
 	}
 	_, _ = io.Copy(io.Discard, r.Body)
+	var tc *targetCounter
+	if name := r.Header.Get(targetHeader); name != "" {
+		v, ok := e.targets.Load(name)
+		if !ok {
+			v, _ = e.targets.LoadOrStore(name, new(targetCounter))
+		}
+		tc = v.(*targetCounter)
+	}
 	if strings.HasPrefix(r.Header.Get("Authorization"), e.proxyCredPrefix) {
 		e.ProxySigned.Add(1)
+		if tc != nil {
+			tc.proxySigned.Add(1)
+		}
 	} else {
 		e.Other.Add(1)
+		if tc != nil {
+			tc.other.Add(1)
+		}
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}

@@ -87,6 +87,14 @@ type target struct {
 	NoKeepAlive bool
 }
 
+// label names the target to the endpoint (targetHeader): "plain/skewproxy".
+func (t target) label() string {
+	if t.Path == "" {
+		return t.Name
+	}
+	return t.Path.short() + "/" + t.Name
+}
+
 // loadResult is one load run's figures.
 type loadResult struct {
 	Target   string        `json:"target"`
@@ -156,6 +164,7 @@ func runLoad(ctx context.Context, t target, clients int, warmup, dur time.Durati
 	if err != nil {
 		return loadResult{}, err
 	}
+	hdr.Set(targetHeader, t.label())
 	tr := newClientTransport(t, clients)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -234,6 +243,9 @@ func runLoad(ctx context.Context, t target, clients int, warmup, dur time.Durati
 	}
 	if firstErr != nil {
 		res.FirstErr = firstErr.Error()
+	}
+	if res.Requests == 0 && errs == 0 {
+		return res, fmt.Errorf("%s, %d clients: no request recorded: the requests sent in the warm-up (%v) outlasted the run (%v)", t.Name, clients, warmup, dur)
 	}
 	if res.Requests == 0 {
 		return res, fmt.Errorf("%s, %d clients: no request succeeded (%d errors; first: %v)", t.Name, clients, errs, firstErr)

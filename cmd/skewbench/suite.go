@@ -116,6 +116,11 @@ func runSuite(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "skewbench: "+format+"\n", a...)
 	}
 
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return fmt.Errorf("--profile-dir: %w", err)
+		}
+	}
 	res := &results{Clients: cfg.Clients, UploadBytes: cfg.UploadBytes}
 	if cfg.GoBench != "" {
 		b, err := os.ReadFile(cfg.GoBench)
@@ -187,7 +192,6 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 		maxClients := slicesMax(cfg.Clients)
 		for _, n := range cfg.Clients {
 			for _, t := range targets {
-				before, _ := ep.Counts(ctx)
 				profDone := make(chan error, 1)
 				profiling := t.Name == tgtSkewproxy && n == maxClients && cfg.ProfileDir != ""
 				profPath := filepath.Join(cfg.ProfileDir, profileName(t.Path))
@@ -210,16 +214,23 @@ func runProxyParts(ctx context.Context, cfg suiteConfig, dir string, ep *endpoin
 					logf("%s: %v", t.Path, err)
 					continue
 				}
-				if t.Name == tgtSkewproxy {
-					if after, err := ep.Counts(ctx); err == nil {
-						res.ProxySigned += after.ProxySigned - before.ProxySigned
-						res.ProxyNotResigned += after.Other - before.Other
-					}
-				}
 				res.setLoad(t.Path, t.Name, n, r)
 				logf("%-5s %-14s c=%-3d %8.0f req/s  p50 %v  p99 %v  proxy CPU/req %v  errors %d", t.Path.short(), t.Name, n, r.RPS, r.P50, r.P99, r.CPUPerReq, r.Errors)
 				if r.Errors > 0 {
 					res.Notes = append(res.Notes, fmt.Sprintf("%s, %s, %d clients: %d errors, first: %s", t.Path, t.Name, n, r.Errors, r.FirstErr))
+				}
+			}
+		}
+		// Every request of the skewproxy runs, re-signed or not (the
+		// endpoint counts them by targetHeader).
+		if counts, err := ep.Counts(ctx); err != nil {
+			res.Notes = append(res.Notes, err.Error())
+		} else {
+			for _, t := range targets {
+				if t.Name == tgtSkewproxy {
+					c := counts.Targets[t.label()]
+					res.ProxySigned += c.ProxySigned
+					res.ProxyNotResigned += c.Other
 				}
 			}
 		}
