@@ -40,6 +40,7 @@ type Config struct {
 	AllowUnauthenticated bool
 	RequireSync          bool
 	AllowServices        []string
+	UpstreamPlainHTTP    bool
 	AllowRegions         []string
 	NoTimeBootstrap      bool
 	RetryOnSkew          bool
@@ -86,6 +87,7 @@ func serveConfig(c *cli.Context) (Config, error) {
 		UpstreamProxy:        c.String("upstream-proxy"),
 		Intercept:            c.StringSlice("intercept"),
 		AllowServices:        c.StringSlice("allow-service"),
+		UpstreamPlainHTTP:    c.Bool("upstream-plain-http"),
 		AllowRegions:         c.StringSlice("allow-region"),
 		LambdaMaxInflight:    c.Int("lambda-max-inflight"),
 		LambdaMaxQueue:       c.Int("lambda-max-queue"),

@@ -75,6 +75,7 @@ func serveFlags() []cli.Flag {
 		stringFlag("upstream-ca", "", "extra root certificates (PEM `FILE`) for upstream TLS; system roots are always used"),
 		stringFlag("upstream-proxy", "", "send upstream traffic through this proxy `URL` (the proxy never reads HTTPS_PROXY itself)"),
 		sliceFlag("intercept", proxy.DefaultInterceptPatterns(), "host `PATTERN` to intercept and re-sign (repeatable); --resolve hosts are added"),
+		boolFlag("upstream-plain-http", "keep intercepted http:// requests on plain HTTP upstream (default: sent over HTTPS, verified)"),
 		sliceFlag("allow-service", nil, "sign only for this signing `NAME` (repeatable; default: every service); others get 403 AccessDenied and are not sent"),
 		sliceFlag("allow-region", nil, "sign only for this `REGION` (repeatable; default: every region); others get 403 AccessDenied and are not sent"),
 		intFlag("lambda-max-inflight", 0, "Lambda invokes in flight across all functions (0 = no limit)"),
