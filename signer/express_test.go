@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/skewproxy/skewproxy/proxy/proxytest"
 )
 
 // S3 Express session credentials as a CreateSession answer hands them out.
@@ -319,6 +321,55 @@ func TestExpressSessionSigning(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "kept S3 Express session credentials") || !strings.Contains(logs.String(), "expired or dropped") {
 		t.Errorf("the debug log does not tell the session's story:\n%s", logs.String())
+	}
+}
+
+// TestExpressSignedChunkedBody: an aws-chunked body signed chunk by chunk
+// is re-signed with the session's key, as an independent verifier checks.
+func TestExpressSignedChunkedBody(t *testing.T) {
+	at := signAt
+	data := bytes.Repeat([]byte("directory bucket "), 9000)
+	body := chunkedBody(data, 64<<10, dummySig, nil, "")
+	req := newServerRequest("PUT", "https://"+expressHost+"/big.bin", string(body), map[string]string{
+		"Host": expressHost, "X-Amz-Date": "20300101T000000Z", "X-Amz-S3session-Token": expressToken,
+		"X-Amz-Content-Sha256": string(StreamingSigned), "Content-Encoding": "aws-chunked",
+		"X-Amz-Decoded-Content-Length": fmt.Sprint(len(data)),
+		"Authorization": clientAuthz("s3express", "us-east-1", "content-encoding", "content-length", "host",
+			"x-amz-content-sha256", "x-amz-date", "x-amz-decoded-content-length", "x-amz-s3session-token"),
+	})
+	s := New(credentials.NewStaticCredentialsProvider(proxyAKID, proxySecret, proxyToken), Options{})
+	s.sessions.put(sessionKeyOf(expressToken), expressSession{accessKeyID: expressAKID, secretAccessKey: expressSecret, expires: at.Add(5 * time.Minute)}, at)
+	p, err := s.Prepare(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Sign(context.Background(), at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire bytes.Buffer
+	if err := out.Write(&wire); err != nil {
+		t.Fatal(err)
+	}
+	srv := asProxySees(t, wire.Bytes())
+	got, err := io.ReadAll(srv.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := proxytest.Credentials{AccessKeyID: expressAKID, SecretAccessKey: expressSecret}
+	v, err := proxytest.Verify(srv, got, creds, at.Add(time.Minute), 15*time.Minute)
+	if err != nil {
+		t.Fatalf("headers: %v", err)
+	}
+	if v.Service != "s3express" || v.SessionToken || !contains(v.SignedHeaders, "x-amz-s3session-token") {
+		t.Errorf("verified %+v: want s3express, the session token header signed, no x-amz-security-token", v)
+	}
+	decoded, err := proxytest.VerifyChunked(got, v, creds)
+	if err != nil {
+		t.Fatalf("chunks: %v", err)
+	}
+	if !bytes.Equal(decoded, data) {
+		t.Errorf("decoded %d bytes, want %d", len(decoded), len(data))
 	}
 }
 
