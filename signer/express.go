@@ -159,9 +159,7 @@ func (c *keyCache) forget(secret string) {
 	if e := c.last.Load(); e != nil && e.id.secret == secret {
 		c.last.CompareAndSwap(e, nil)
 	}
-	if c.cache == nil {
-		return
-	}
+	c.once.Do(c.init)
 	for _, id := range c.cache.Keys() {
 		if id.secret == secret {
 			c.cache.Remove(id)

@@ -42,10 +42,7 @@ func (c *keyCache) get(id keyID) []byte {
 	if e := c.last.Load(); e != nil && e.id == id {
 		return e.key
 	}
-	c.once.Do(func() {
-		// lru.New only fails for a size <= 0.
-		c.cache, _ = lru.New[keyID, *keyEntry](keyCacheSize)
-	})
+	c.once.Do(c.init)
 	e, ok := c.cache.Get(id)
 	if !ok {
 		e = &keyEntry{id: id, key: deriveSigningKey(id.secret, string(id.date[:]), id.region, id.service)}
@@ -53,6 +50,11 @@ func (c *keyCache) get(id keyID) []byte {
 	}
 	c.last.Store(e)
 	return e.key
+}
+
+func (c *keyCache) init() {
+	// lru.New only fails for a size <= 0.
+	c.cache, _ = lru.New[keyID, *keyEntry](keyCacheSize)
 }
 
 // SigningKey returns the SigV4 signing key for secretKey on date
