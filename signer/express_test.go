@@ -676,3 +676,34 @@ func FuzzExpressParseCreateSession(f *testing.F) {
 		}
 	})
 }
+
+// The proxy signs CreateSession with its own keys, hands the answer to
+// ObserveAnswer, and then signs requests carrying the session's token with
+// the session's keys.
+func ExamplePrepared_ObserveAnswer() {
+	s := New(credentials.NewStaticCredentialsProvider("AKIDPROXY", "proxy-secret", ""), Options{})
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	host := "logs--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com"
+
+	cs, _ := http.NewRequest(http.MethodGet, "https://"+host+"/?session", nil)
+	p, _ := s.Prepare(cs)
+	out, _ := p.Sign(context.Background(), now)
+	a, _ := ParseAuthorization(out.Header.Get("Authorization"))
+	fmt.Println("CreateSession signed by", a.AccessKeyID, "for", a.Service)
+
+	answer := `<CreateSessionResult><Credentials><SessionToken>session-token</SessionToken>` +
+		`<SecretAccessKey>session-secret</SecretAccessKey><AccessKeyId>ASIASESSION</AccessKeyId>` +
+		`<Expiration>2030-01-02T03:09:05Z</Expiration></Credentials></CreateSessionResult>`
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(answer))}
+	p.ObserveAnswer(resp, now.Add(100*time.Millisecond))
+
+	get, _ := http.NewRequest(http.MethodGet, "https://"+host+"/key", nil)
+	get.Header.Set("X-Amz-S3session-Token", "session-token")
+	p, _ = s.Prepare(get)
+	out, _ = p.Sign(context.Background(), now.Add(time.Minute))
+	a, _ = ParseAuthorization(out.Header.Get("Authorization"))
+	fmt.Println("GetObject signed by", a.AccessKeyID, "for", a.Service, "signing", strings.Join(a.SignedHeaders, ";"))
+	// Output:
+	// CreateSession signed by AKIDPROXY for s3express
+	// GetObject signed by ASIASESSION for s3express signing host;x-amz-content-sha256;x-amz-date;x-amz-s3session-token
+}
