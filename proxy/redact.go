@@ -4,68 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 )
 
 const redacted = "REDACTED"
-
-// sensitiveHeaders never reach a log unmasked.
-var sensitiveHeaders = map[string]bool{
-	"Authorization":        true,
-	"Proxy-Authorization":  true,
-	"X-Amz-Security-Token": true,
-	"Cookie":               true,
-	"Set-Cookie":           true,
-}
-
-// sensitiveQuery are the presigned-URL parameters that carry secrets or
-// identify credentials.
-var sensitiveQuery = map[string]bool{
-	"x-amz-signature":      true,
-	"x-amz-credential":     true,
-	"x-amz-security-token": true,
-	"signature":            true,
-	"awsaccesskeyid":       true,
-}
-
-// redactHeader returns a copy of h with sensitive values replaced.
-func redactHeader(h http.Header) http.Header {
-	out := h.Clone()
-	for k := range out {
-		if sensitiveHeaders[http.CanonicalHeaderKey(k)] {
-			out[k] = []string{redacted}
-		}
-	}
-	return out
-}
-
-// redactURL renders u with sensitive query values replaced and any user
-// information removed.
-func redactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	c := *u
-	c.User = nil
-	if c.RawQuery != "" {
-		parts := strings.Split(c.RawQuery, "&")
-		for i, p := range parts {
-			k, _, _ := strings.Cut(p, "=")
-			name, err := url.QueryUnescape(k)
-			if err != nil {
-				name = k
-			}
-			if sensitiveQuery[strings.ToLower(name)] {
-				parts[i] = k + "=" + redacted
-			}
-		}
-		c.RawQuery = strings.Join(parts, "&")
-	}
-	return c.String()
-}
 
 // secretValue finds secrets in free text: SigV4 Authorization fields,
 // presigned query parameters and Basic/Bearer credentials. secretLine

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -17,38 +16,6 @@ import (
 )
 
 func TestRedaction(t *testing.T) {
-	t.Run("headers", func(t *testing.T) {
-		h := http.Header{
-			"Authorization":        {"AWS4-HMAC-SHA256 Credential=AKID/x, Signature=abc"},
-			"Proxy-Authorization":  {"Basic dXNlcjpwYXNz"},
-			"X-Amz-Security-Token": {"FwoGZXIvYXdzEJr"},
-			"X-Amz-Date":           {"20260101T000000Z"},
-		}
-		got := redactHeader(h)
-		for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Amz-Security-Token"} {
-			if got.Get(k) != redacted {
-				t.Errorf("%s = %q", k, got.Get(k))
-			}
-		}
-		if got.Get("X-Amz-Date") != "20260101T000000Z" {
-			t.Error("non-secret header changed")
-		}
-		if h.Get("Authorization") == redacted {
-			t.Error("redactHeader changed its input")
-		}
-	})
-	t.Run("url", func(t *testing.T) {
-		u, _ := url.Parse("https://user:pw@b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=deadbeef&X-Amz-Security-Token=tok&X-Amz-Expires=60")
-		got := redactURL(u)
-		for _, secret := range []string{"AKIDEXAMPLE", "deadbeef", "tok&", "pw@"} {
-			if strings.Contains(got, secret) {
-				t.Errorf("%q still in %s", secret, got)
-			}
-		}
-		if !strings.Contains(got, "X-Amz-Expires=60") {
-			t.Errorf("harmless parameter lost: %s", got)
-		}
-	})
 	cases := []struct{ name, in, secret string }{
 		{"sigv4 header", "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=f00dfeed", "f00dfeed"},
 		{"credential", "Credential=AKIDEXAMPLE/20260101/us-east-1/sts/aws4_request", "AKIDEXAMPLE"},

@@ -49,7 +49,7 @@ const (
 	// MetricSignatureUpgrades counts requests that arrived with a
 	// pre-SigV4 signature (by signature_version) and were signed with SigV4.
 	MetricSignatureUpgrades = "skewproxy.signature_upgrades"
-	MetricNTPRTT             = "skewproxy.ntp.rtt"
+	MetricNTPRTT            = "skewproxy.ntp.rtt"
 )
 
 // Options configures New. Every field may be left zero.
