@@ -44,11 +44,11 @@ func quoteOrNone(s string) string {
 // refuseNotAllowed answers 403 AccessDenied, before anything is signed or
 // sent, for a request outside Proxy.Allow.
 func (x *exchange) refuseNotAllowed(req *http.Request) *http.Response {
-	msg := x.rt.p.Allow.refusal(x.info.Service, x.info.Region)
+	msg := x.e.p.Allow.refusal(x.info.Service, x.info.Region)
 	if msg == "" {
 		return nil
 	}
-	x.rt.log.Warn("request not sent: outside the signing allowlist", "host", x.host,
+	x.e.log.Warn("request not sent: outside the signing allowlist", "host", x.host,
 		"service", x.info.Service, "region", x.info.Region)
 	return x.finishLocal(req, reply(req, x.info.Service, http.StatusForbidden, "AccessDenied", msg))
 }

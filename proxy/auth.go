@@ -7,11 +7,11 @@ import (
 
 // authenticate requires the Basic Proxy-Authorization of ProxyAuth on every
 // request to the listener (CONNECT included) when it is configured.
-func (rt *runtime) authenticate(next http.Handler) http.Handler {
-	if rt.authValue == "" {
+func (e *engine) authenticate(next http.Handler) http.Handler {
+	if e.authValue == "" {
 		return next
 	}
-	want := []byte(rt.authValue)
+	want := []byte(e.authValue)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Proxy-Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {

@@ -117,16 +117,16 @@ const tooManyConns = "HTTP/1.1 503 Service Unavailable\r\n" +
 // refuseConn answers 503 to a connection beyond MaxClientConns and closes
 // it, in a goroutine bounded in number and time; past maxRefusing such
 // goroutines the connection is closed at once.
-func (rt *runtime) refuseConn(c net.Conn) {
-	if rt.refusing.Add(1) > maxRefusing {
-		rt.refusing.Add(-1)
+func (e *engine) refuseConn(c net.Conn) {
+	if e.refusing.Add(1) > maxRefusing {
+		e.refusing.Add(-1)
 		c.Close()
 		return
 	}
-	rt.refusals.Add(1)
+	e.refusals.Add(1)
 	go func() {
-		defer rt.refusals.Done()
-		defer rt.refusing.Add(-1)
+		defer e.refusals.Done()
+		defer e.refusing.Add(-1)
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(time.Second))
 		if _, err := io.WriteString(c, tooManyConns); err != nil {
@@ -139,5 +139,5 @@ func (rt *runtime) refuseConn(c net.Conn) {
 		}
 		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}()
-	rt.log.Debug("client connection refused: too many open", "max_client_conns", rt.p.MaxClientConns)
+	e.log.Debug("client connection refused: too many open", "max_client_conns", e.p.MaxClientConns)
 }

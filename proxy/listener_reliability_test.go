@@ -453,7 +453,7 @@ func TestMaxClientConns(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	eventually(t, "the held connections to be released", func() bool { return fx.proxy.rt.conns.len() == 0 })
+	eventually(t, "the held connections to be released", func() bool { return fx.proxy.e.conns.len() == 0 })
 	fx.getOK(t, fx.client())
 	relRecorded(t, fx.fake, 1)
 }

@@ -27,12 +27,12 @@ const maxErrorPeek = 8 << 10
 // requests arrive from goproxy (tun is nil), requests inside an intercepted
 // CONNECT tunnel from the tunnel's own server. It never returns an error:
 // every failure becomes an answer the client can read.
-func (rt *runtime) roundTrip(req *http.Request, tun *tunnel) (resp *http.Response) {
-	rt.active.Add(1)
+func (e *engine) roundTrip(req *http.Request, tun *tunnel) (resp *http.Response) {
+	e.active.Add(1)
 	start := time.Now() // monotonic: the access log's duration; signing time comes from Clock
 	ctx, cancel := context.WithCancel(req.Context())
-	stopHard := context.AfterFunc(rt.hardCtx, cancel)
-	x := &exchange{rt: rt, start: start, method: req.Method, host: normalizeHost(req.Host), flush: clientFlush(req.Context()),
+	stopHard := context.AfterFunc(e.hardCtx, cancel)
+	x := &exchange{e: e, start: start, method: req.Method, host: normalizeHost(req.Host), flush: clientFlush(req.Context()),
 		stopHard: stopHard, cancel: cancel}
 	defer func() {
 		if v := recover(); v != nil {
@@ -40,7 +40,7 @@ func (rt *runtime) roundTrip(req *http.Request, tun *tunnel) (resp *http.Respons
 		}
 	}()
 	req = req.WithContext(ctx)
-	if rt.draining.Load() {
+	if e.draining.Load() {
 		// Serve stopped waiting for new requests: refuse before sending,
 		// so that no request is cut half-sent when the drain ends.
 		return x.finishLocal(req, reply(req, "", http.StatusServiceUnavailable, "ProxyShuttingDown",
@@ -54,7 +54,7 @@ func (rt *runtime) roundTrip(req *http.Request, tun *tunnel) (resp *http.Respons
 			"the Host header does not match the CONNECT target of this tunnel"))
 	}
 	normalizeRequest(req, tun)
-	if tun == nil && !rt.intercept.Match(req.URL.Host) {
+	if tun == nil && !e.intercept.Match(req.URL.Host) {
 		return x.forward(req)
 	}
 	return x.intercepted(req)
@@ -89,7 +89,7 @@ func pinTunnelPort(req *http.Request, tunnelHost string) {
 
 // exchange is the state of one request through the pipeline.
 type exchange struct {
-	rt      *runtime
+	e       *engine
 	start   time.Time
 	method  string
 	host    string
@@ -124,15 +124,15 @@ type exchange struct {
 func (x *exchange) done() {
 	x.stopHard()
 	x.cancel()
-	x.rt.active.Add(-1)
+	x.e.active.Add(-1)
 }
 
 // forward sends a request for a host that is not intercepted, untouched.
 func (x *exchange) forward(req *http.Request) *http.Response {
-	resp, err := x.rt.transport.RoundTrip(req)
+	resp, err := x.e.transport.RoundTrip(req)
 	if err != nil {
 		status, msg := describeUpstreamError(x.host, err)
-		x.rt.log.Debug("upstream failure", "host", x.host, "err", redactText(err.Error()))
+		x.e.log.Debug("upstream failure", "host", x.host, "err", redactText(err.Error()))
 		return x.finishLocal(req, reply(req, "", status, "UpstreamError", msg))
 	}
 	return x.wrap(resp, nil)
@@ -164,7 +164,7 @@ func (x *exchange) intercepted(req *http.Request) *http.Response {
 // startObserving opens the request's span (when an Observer is set).
 func (x *exchange) startObserving(req *http.Request) *http.Request {
 	x.ro = nopRequestObserver{}
-	if obs := x.rt.p.Observer; obs != nil {
+	if obs := x.e.p.Observer; obs != nil {
 		ctx, ro := obs.Start(req.Context(), req)
 		if ro != nil {
 			x.ro = ro
@@ -180,10 +180,10 @@ func (x *exchange) startObserving(req *http.Request) *http.Request {
 // decides, as it always did: that is how plain S3-compatible stores are
 // reached).
 func (x *exchange) upgradeToHTTPS(req *http.Request) {
-	if req.URL.Scheme != "http" || x.rt.p.UpstreamPlainHTTP {
+	if req.URL.Scheme != "http" || x.e.p.UpstreamPlainHTTP {
 		return
 	}
-	if _, ok := x.rt.p.Resolve.Lookup(x.host, urlPort(req.URL)); ok {
+	if _, ok := x.e.p.Resolve.Lookup(x.host, urlPort(req.URL)); ok {
 		return
 	}
 	port := req.URL.Port()
@@ -203,11 +203,11 @@ func (x *exchange) upgradeToHTTPS(req *http.Request) {
 // learnTimeIfUnsynced asks the request's own upstream for the time while
 // no time source has answered (Proxy.TimeBootstrap).
 func (x *exchange) learnTimeIfUnsynced(req *http.Request) {
-	tb := x.rt.p.TimeBootstrap
+	tb := x.e.p.TimeBootstrap
 	if tb == nil || !tb.Needed() {
 		return
 	}
-	if name, addr, ok := x.rt.p.tlsTarget(req, x.host); ok {
+	if name, addr, ok := x.e.p.tlsTarget(req, x.host); ok {
 		tb.Bootstrap(req.Context(), name, addr)
 	}
 }
@@ -215,10 +215,10 @@ func (x *exchange) learnTimeIfUnsynced(req *http.Request) {
 // refuseUnsynced answers 503 under RequireSync while the clock has no
 // source, before any of the body is read.
 func (x *exchange) refuseUnsynced(req *http.Request) *http.Response {
-	if !x.rt.p.RequireSync {
+	if !x.e.p.RequireSync {
 		return nil
 	}
-	st := x.rt.p.Clock.Status()
+	st := x.e.p.Clock.Status()
 	if st.Synced {
 		return nil
 	}
@@ -245,7 +245,7 @@ func (x *exchange) classify(req *http.Request) (*signer.Prepared, *http.Response
 		x.body = &clientBody{ReadCloser: req.Body}
 		req.Body = x.body
 	}
-	prep, err := x.rt.p.Signer.Prepare(req)
+	prep, err := x.e.p.Signer.Prepare(req)
 	if err != nil {
 		return nil, x.fail(req, "", err)
 	}
@@ -258,10 +258,10 @@ func (x *exchange) classify(req *http.Request) (*signer.Prepared, *http.Response
 		ClientSignatureVersion: prep.ClientSignatureVersion,
 	}
 	if !prep.ClientTime.IsZero() {
-		x.info.ClientSignatureAge = x.rt.p.Clock.Now().Sub(prep.ClientTime)
+		x.info.ClientSignatureAge = x.e.p.Clock.Now().Sub(prep.ClientTime)
 	}
 	if v := prep.ClientSignatureVersion; v != "" && clientConnOf(req.Context()).legacyLogged.CompareAndSwap(false, true) {
-		x.rt.log.Info("upgraded a legacy signature to SigV4 (logged once per client connection)",
+		x.e.log.Info("upgraded a legacy signature to SigV4 (logged once per client connection)",
 			"signature_version", v, "host", x.host, "service", prep.Service, "region", prep.Region)
 	}
 	x.ro.Classified(x.info)
@@ -270,7 +270,7 @@ func (x *exchange) classify(req *http.Request) (*signer.Prepared, *http.Response
 
 // admit waits for the Admitter (the Lambda invoke limiter).
 func (x *exchange) admit(req *http.Request) *http.Response {
-	adm := x.rt.p.Admitter
+	adm := x.e.p.Admitter
 	if adm == nil {
 		return nil
 	}
@@ -310,7 +310,7 @@ func (x *exchange) send(req *http.Request, prep *signer.Prepared) *http.Response
 		if !x.classifyAnswer(resp, prep.Service) {
 			return x.wrap(resp, nil)
 		}
-		if attempt > 0 || !x.rt.p.RetryOnSkew || !prep.Replayable {
+		if attempt > 0 || !x.e.p.RetryOnSkew || !prep.Replayable {
 			return x.wrap(resp, nil)
 		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
@@ -323,7 +323,7 @@ func (x *exchange) send(req *http.Request, prep *signer.Prepared) *http.Response
 // sendOnce signs with the time read now, after every wait, and sends. It
 // returns the upstream answer, or the proxy's own when nothing came back.
 func (x *exchange) sendOnce(req *http.Request, prep *signer.Prepared) (resp, local *http.Response) {
-	clock := x.rt.p.Clock
+	clock := x.e.p.Clock
 	// The one rule: the signing time is read here, after every wait.
 	now := clock.Now()
 	out, err := prep.Sign(req.Context(), now)
@@ -335,7 +335,7 @@ func (x *exchange) sendOnce(req *http.Request, prep *signer.Prepared) (resp, loc
 	out.Close = false
 	x.class = signer.Classification{}
 	x.sent = clock.Now()
-	resp, err = x.rt.transport.RoundTrip(out)
+	resp, err = x.e.transport.RoundTrip(out)
 	x.received = clock.Now()
 	if err != nil {
 		return nil, x.upstreamFailed(req, prep.Service, err)
@@ -360,7 +360,7 @@ func (x *exchange) upstreamFailed(req *http.Request, service string, err error) 
 			Message: "the request body ended before its declared length", Err: err})
 	}
 	status, msg := describeUpstreamError(x.host, err)
-	x.rt.log.Debug("upstream failure", "host", x.host, "service", service, "err", redactText(err.Error()))
+	x.e.log.Debug("upstream failure", "host", x.host, "service", service, "err", redactText(err.Error()))
 	return x.finishLocal(req, reply(req, service, status, "UpstreamError", msg))
 }
 
@@ -379,7 +379,7 @@ func (x *exchange) classifyAnswer(resp *http.Response, service string) (skew boo
 		return false
 	}
 	if !x.class.ServerTime.IsZero() {
-		x.rt.p.Clock.Observe(timesource.Observation{
+		x.e.p.Clock.Observe(timesource.Observation{
 			Source:     "aws-error:" + x.host,
 			ServerTime: x.class.ServerTime,
 			Precision:  time.Second,
@@ -401,7 +401,7 @@ func (x *exchange) observeDate(resp *http.Response, sent, received time.Time) {
 	if err != nil {
 		return
 	}
-	x.rt.p.Clock.Observe(timesource.Observation{
+	x.e.p.Clock.Observe(timesource.Observation{
 		Source:     "http-date:" + x.host,
 		ServerTime: t,
 		Precision:  time.Second,
@@ -439,7 +439,7 @@ func (x *exchange) fail(req *http.Request, service string, err error) *http.Resp
 		resp = reply(req, service, http.StatusInternalServerError, "InternalError",
 			"skewproxy could not sign the request")
 	}
-	x.rt.log.Warn("request not sent", "host", x.host, "service", service, "status", resp.StatusCode, "err", redactText(err.Error()))
+	x.e.log.Warn("request not sent", "host", x.host, "service", service, "status", resp.StatusCode, "err", redactText(err.Error()))
 	return x.finishLocal(req, resp)
 }
 
@@ -452,7 +452,7 @@ func (x *exchange) recovered(req *http.Request, v any) *http.Response {
 	if v == http.ErrAbortHandler {
 		panic(v)
 	}
-	x.rt.log.Error("bug: request pipeline panicked; answered 500",
+	x.e.log.Error("bug: request pipeline panicked; answered 500",
 		"host", x.host, "service", x.info.Service, "panic", redactText(fmt.Sprint(v)), "stack", string(debug.Stack()))
 	x.class = signer.Classification{}
 	return x.finishLocal(req, reply(req, x.info.Service, http.StatusInternalServerError, "ProxyInternalError",
@@ -463,7 +463,7 @@ func (x *exchange) recovered(req *http.Request, v any) *http.Response {
 // corrected clock (net/http would date it by the host clock, and SDKs
 // correct their own clock from an answer's Date).
 func (x *exchange) finishLocal(req *http.Request, resp *http.Response) *http.Response {
-	resp.Header.Set("Date", x.rt.p.Clock.Now().UTC().Format(http.TimeFormat))
+	resp.Header.Set("Date", x.e.p.Clock.Now().UTC().Format(http.TimeFormat))
 	return x.wrap(resp, errLocalAnswer)
 }
 
@@ -474,7 +474,7 @@ var errLocalAnswer = errors.New("answered by the proxy")
 // body.
 func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
 	removeHopHeaders(resp.Header, false)
-	if x.rt.draining.Load() {
+	if x.e.draining.Load() {
 		resp.Close = true
 	}
 	x.resp, x.local = resp, local != nil
@@ -516,7 +516,7 @@ func (x *exchange) finish(readErr error) {
 }
 
 func (x *exchange) logLine(status int, readErr error, local bool) {
-	if !x.rt.log.Enabled(context.Background(), slog.LevelInfo) {
+	if !x.e.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -542,7 +542,7 @@ func (x *exchange) logLine(status int, readErr error, local bool) {
 	if readErr != nil {
 		attrs = append(attrs, slog.String("stream_error", redactText(readErr.Error())))
 	}
-	x.rt.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	x.e.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
 // endBody ends its exchange once, when the body is closed.

@@ -46,7 +46,7 @@ func BenchmarkPipelineInvoke(b *testing.B) {
 	}
 	sgn := signer.New(credentials.NewStaticCredentialsProvider(proxyKeys.AccessKeyID, proxyKeys.SecretAccessKey, ""), signer.Options{})
 	p := &Proxy{Signer: sgn, Clock: &testClock{}, CA: ca, Transport: cannedTransport{body: []byte(`{"ok":true,"n":1}`)}}
-	rt, err := p.init()
+	e, err := p.init()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func BenchmarkPipelineInvoke(b *testing.B) {
 		req := &http.Request{Method: http.MethodPost, URL: &u, Host: host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 			Header: tmpl.Header.Clone(), Body: io.NopCloser(bytes.NewReader(payload)), ContentLength: int64(len(payload))}
 		req = req.WithContext(context.Background())
-		resp := rt.roundTrip(req, tun)
+		resp := e.roundTrip(req, tun)
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {

@@ -132,11 +132,12 @@ type Proxy struct {
 
 	initOnce sync.Once
 	initErr  error
-	rt       *runtime
+	e        *engine
 }
 
-// runtime is the state built from the fields on first use.
-type runtime struct {
+// engine is the running proxy: the state built from the Proxy's fields on
+// first use (matcher, transport, handler, connection and tunnel tracking).
+type engine struct {
 	p         *Proxy
 	log       *slog.Logger
 	intercept *HostMatcher
@@ -160,12 +161,12 @@ type runtime struct {
 	hardStop context.CancelFunc
 }
 
-func (p *Proxy) init() (*runtime, error) {
-	p.initOnce.Do(func() { p.rt, p.initErr = p.build() })
-	return p.rt, p.initErr
+func (p *Proxy) init() (*engine, error) {
+	p.initOnce.Do(func() { p.e, p.initErr = p.build() })
+	return p.e, p.initErr
 }
 
-func (p *Proxy) build() (*runtime, error) {
+func (p *Proxy) build() (*engine, error) {
 	switch {
 	case p.Signer == nil:
 		return nil, errors.New("proxy: Signer is required")
@@ -174,12 +175,12 @@ func (p *Proxy) build() (*runtime, error) {
 	case p.CA == nil:
 		return nil, errors.New("proxy: CA is required")
 	}
-	rt := &runtime{p: p, log: p.Logger, conns: newConnSet()}
-	if rt.log == nil {
-		rt.log = slog.New(slog.DiscardHandler)
+	e := &engine{p: p, log: p.Logger, conns: newConnSet()}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
 	}
-	rt.copyBufs = newCopyBufPool()
-	rt.tunnelErrorLog = slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug)
+	e.copyBufs = newCopyBufPool()
+	e.tunnelErrorLog = slog.NewLogLogger(redactingHandler{e.log.Handler()}, slog.LevelDebug)
 	patterns := DefaultInterceptPatterns()
 	if p.Intercept != nil {
 		patterns = p.Intercept.Patterns()
@@ -188,46 +189,46 @@ func (p *Proxy) build() (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: intercept patterns: %w", err)
 	}
-	rt.intercept = m
-	rt.transport = p.Transport
-	if rt.transport == nil {
-		rt.transport = NewTransport(TransportOptions{Resolver: p.Resolve})
+	e.intercept = m
+	e.transport = p.Transport
+	if e.transport == nil {
+		e.transport = NewTransport(TransportOptions{Resolver: p.Resolve})
 	}
 	if p.ProxyAuth != "" {
-		rt.authValue = "Basic " + base64.StdEncoding.EncodeToString([]byte(p.ProxyAuth))
+		e.authValue = "Basic " + base64.StdEncoding.EncodeToString([]byte(p.ProxyAuth))
 	}
-	rt.hardCtx, rt.hardStop = context.WithCancel(context.Background())
-	rt.handler = rt.newHandler()
-	return rt, nil
+	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
+	e.handler = e.newHandler()
+	return e, nil
 }
 
-func (rt *runtime) readHeaderTimeout() time.Duration {
-	if rt.p.ReadHeaderTimeout > 0 {
-		return rt.p.ReadHeaderTimeout
+func (e *engine) readHeaderTimeout() time.Duration {
+	if e.p.ReadHeaderTimeout > 0 {
+		return e.p.ReadHeaderTimeout
 	}
 	return DefaultReadHeaderTimeout
 }
 
-func (rt *runtime) maxHeaderBytes() int {
-	if rt.p.MaxHeaderBytes > 0 {
-		return rt.p.MaxHeaderBytes
+func (e *engine) maxHeaderBytes() int {
+	if e.p.MaxHeaderBytes > 0 {
+		return e.p.MaxHeaderBytes
 	}
 	return DefaultMaxHeaderBytes
 }
 
-func (rt *runtime) idleTimeout() time.Duration {
-	if rt.p.IdleTimeout > 0 {
-		return rt.p.IdleTimeout
+func (e *engine) idleTimeout() time.Duration {
+	if e.p.IdleTimeout > 0 {
+		return e.p.IdleTimeout
 	}
 	return DefaultIdleTimeout
 }
 
 // newHandler wires goproxy: proxy auth in front, CONNECT dispatch by
 // Intercept, and the pipeline as the round tripper of every request.
-func (rt *runtime) newHandler() http.Handler {
+func (e *engine) newHandler() http.Handler {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Verbose = false
-	gp.Logger = goproxyLogger{log: rt.log}
+	gp.Logger = goproxyLogger{log: e.log}
 	// goproxy strips Accept-Encoding and Proxy-* headers by default; the
 	// pipeline removes exactly the hop-by-hop headers itself.
 	gp.KeepHeader = true
@@ -238,20 +239,20 @@ func (rt *runtime) newHandler() http.Handler {
 	// ctx.RoundTripper below, and this one refuses as a safety net.
 	gp.Tr = &http.Transport{Proxy: nil, DialContext: refuseDial}
 	gp.ConnectDial = nil
-	gp.ConnectDialWithReq = rt.tunnelDial
+	gp.ConnectDialWithReq = e.tunnelDial
 	// A blind tunnel whose destination cannot be reached gets our own
 	// answer, not goproxy's raw dial error text.
-	gp.ConnectionErrHandler = rt.tunnelDialFailed
+	gp.ConnectionErrHandler = e.tunnelDialFailed
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "skewproxy is a forward proxy: send absolute-form or CONNECT requests (admin endpoints are on the admin listener)", http.StatusBadRequest)
 	})
 	pipeline := goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-		return rt.roundTrip(req, nil), nil
+		return e.roundTrip(req, nil), nil
 	})
 	// Intercepted CONNECTs never reach goproxy (serveIntercepted runs
 	// them); goproxy relays the other tunnels byte for byte.
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-		if rt.intercept.Match(host) {
+		if e.intercept.Match(host) {
 			return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 		}
 		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, host
@@ -260,10 +261,10 @@ func (rt *runtime) newHandler() http.Handler {
 		ctx.RoundTripper = pipeline
 		return r, nil
 	})
-	return rt.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return e.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
-			if host := r.URL.Host; host != "" && rt.intercept.Match(host) {
-				rt.serveIntercepted(w, r)
+			if host := r.URL.Host; host != "" && e.intercept.Match(host) {
+				e.serveIntercepted(w, r)
 				return
 			}
 			gp.ServeHTTP(w, r)
@@ -279,17 +280,17 @@ func (rt *runtime) newHandler() http.Handler {
 // tunnelDialFailed answers a CONNECT whose destination could not be
 // dialed: a short 502/504 saying what failed, with the detail in the log
 // only (goproxy would send the dial error's text, addresses and all).
-func (rt *runtime) tunnelDialFailed(w io.Writer, gctx *goproxy.ProxyCtx, err error) {
+func (e *engine) tunnelDialFailed(w io.Writer, gctx *goproxy.ProxyCtx, err error) {
 	host := ""
 	if gctx != nil && gctx.Req != nil {
 		host = normalizeHost(gctx.Req.Host)
 	}
 	status, msg := describeUpstreamError(host, err)
-	rt.log.Info("blind tunnel not opened", "host", host, "status", status, "err", redactText(err.Error()))
+	e.log.Info("blind tunnel not opened", "host", host, "status", status, "err", redactText(err.Error()))
 	resp := reply(nil, "", status, "UpstreamError", msg)
 	resp.Close = true
 	if werr := resp.Write(w); werr != nil {
-		rt.log.Debug("answering a failed CONNECT", "host", host, "err", werr)
+		e.log.Debug("answering a failed CONNECT", "host", host, "err", werr)
 	}
 }
 
@@ -297,10 +298,10 @@ func refuseDial(context.Context, string, string) (net.Conn, error) {
 	return nil, errors.New("proxy: goproxy's own transport is disabled")
 }
 
-func (rt *runtime) tunnelDial(req *http.Request, network, addr string) (net.Conn, error) {
+func (e *engine) tunnelDial(req *http.Request, network, addr string) (net.Conn, error) {
 	ctx := req.Context()
-	if rt.p.TunnelDial != nil {
-		return rt.p.TunnelDial(ctx, network, addr)
+	if e.p.TunnelDial != nil {
+		return e.p.TunnelDial(ctx, network, addr)
 	}
 	d := net.Dialer{Timeout: DefaultTunnelDialTimeout, KeepAlive: 30 * time.Second}
 	return d.DialContext(ctx, network, addr)
@@ -311,28 +312,28 @@ func (rt *runtime) tunnelDial(req *http.Request, network, addr string) (net.Conn
 // aborts what is left, closes every client connection and returns nil. It
 // returns an error when the configuration is incomplete or ln fails.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	rt, err := p.init()
+	e, err := p.init()
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rt.handler,
+		Handler:           e.handler,
 		ConnContext:       withClientConn,
-		ReadHeaderTimeout: rt.readHeaderTimeout(),
-		IdleTimeout:       rt.idleTimeout(),
-		MaxHeaderBytes:    rt.maxHeaderBytes(),
-		ErrorLog:          slog.NewLogLogger(redactingHandler{rt.log.Handler()}, slog.LevelDebug),
+		ReadHeaderTimeout: e.readHeaderTimeout(),
+		IdleTimeout:       e.idleTimeout(),
+		MaxHeaderBytes:    e.maxHeaderBytes(),
+		ErrorLog:          slog.NewLogLogger(redactingHandler{e.log.Handler()}, slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- srv.Serve(&trackingListener{Listener: ln, set: rt.conns, max: p.MaxClientConns, refuse: rt.refuseConn})
+		errc <- srv.Serve(&trackingListener{Listener: ln, set: e.conns, max: p.MaxClientConns, refuse: e.refuseConn})
 	}()
 	select {
 	case err := <-errc:
-		rt.hardStop()
-		rt.conns.closeAll()
-		rt.waitTunnels()
-		rt.refusals.Wait()
+		e.hardStop()
+		e.conns.closeAll()
+		e.waitTunnels()
+		e.refusals.Wait()
 		return fmt.Errorf("proxy: serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -340,7 +341,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	if drain <= 0 {
 		drain = DefaultDrainTimeout
 	}
-	rt.draining.Store(true)
+	e.draining.Store(true)
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -351,48 +352,48 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		// plain requests; hijacked tunnels are not its business.
 		srv.Shutdown(dctx)
 	}()
-	rt.waitIdle(dctx)
+	e.waitIdle(dctx)
 	wg.Wait()
-	if n := rt.active.Load(); n > 0 {
-		rt.log.Warn("drain timeout: aborting in-flight requests", "inflight", n, "drain_timeout", drain)
+	if n := e.active.Load(); n > 0 {
+		e.log.Warn("drain timeout: aborting in-flight requests", "inflight", n, "drain_timeout", drain)
 	}
-	rt.hardStop()
+	e.hardStop()
 	srv.Close()
-	rt.conns.closeAll()
+	e.conns.closeAll()
 	<-errc
-	rt.waitTunnels()
-	rt.refusals.Wait()
-	if ci, ok := rt.transport.(interface{ CloseIdleConnections() }); ok {
+	e.waitTunnels()
+	e.refusals.Wait()
+	if ci, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
 	return nil
 }
 
 // startTunnel registers a tunnel goroutine; false once Serve is stopping.
-func (rt *runtime) startTunnel() bool {
-	rt.tunnelMu.Lock()
-	defer rt.tunnelMu.Unlock()
-	if rt.stopped {
+func (e *engine) startTunnel() bool {
+	e.tunnelMu.Lock()
+	defer e.tunnelMu.Unlock()
+	if e.stopped {
 		return false
 	}
-	rt.tunnels.Add(1)
+	e.tunnels.Add(1)
 	return true
 }
 
 // waitTunnels refuses new tunnels and waits for the running ones (their
 // connections are closed by then).
-func (rt *runtime) waitTunnels() {
-	rt.tunnelMu.Lock()
-	rt.stopped = true
-	rt.tunnelMu.Unlock()
-	rt.tunnels.Wait()
+func (e *engine) waitTunnels() {
+	e.tunnelMu.Lock()
+	e.stopped = true
+	e.tunnelMu.Unlock()
+	e.tunnels.Wait()
 }
 
 // waitIdle waits until no request is in the pipeline or ctx is done.
-func (rt *runtime) waitIdle(ctx context.Context) {
+func (e *engine) waitIdle(ctx context.Context) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for rt.active.Load() > 0 {
+	for e.active.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return
@@ -416,9 +417,9 @@ func ParseUpstreamProxy(s string) (*url.URL, error) {
 // Inflight returns how many requests are in the proxy's pipeline (from
 // arrival until the client has the whole answer). It is 0 before Serve.
 func (p *Proxy) Inflight() int64 {
-	rt, err := p.init()
+	e, err := p.init()
 	if err != nil {
 		return 0
 	}
-	return rt.active.Load()
+	return e.active.Load()
 }

@@ -206,10 +206,10 @@ func soakRun(t *testing.T, fx *relFixture, clients int, d time.Duration) soakRes
 	}
 	r.requests, r.errors = requests.Load(), errs.Load()
 	deadline := time.Now().Add(10 * time.Second)
-	for fx.proxy.rt.conns.len() > 0 && time.Now().Before(deadline) {
+	for fx.proxy.e.conns.len() > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	r.proxyConns = fx.proxy.rt.conns.len()
+	r.proxyConns = fx.proxy.e.conns.len()
 	// The upstream pool keeps up to one idle connection per client (three
 	// goroutines each, with the in-process fake's side): empty it, so that
 	// what remains is what would leak.

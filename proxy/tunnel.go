@@ -28,7 +28,7 @@ const tlsRecordHandshake = 0x16
 // MaxHeaderBytes (431), ReadHeaderTimeout and IdleTimeout as the listener:
 // goproxy's own MITM loop reads requests inside a tunnel with no size or
 // time limit, so a client could grow one header line without bound.
-func (rt *runtime) serveIntercepted(w http.ResponseWriter, r *http.Request) {
+func (e *engine) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 	host := r.URL.Host
 	if host == "" {
 		host = r.Host
@@ -52,21 +52,21 @@ func (rt *runtime) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		c = &readBufferedConn{Conn: conn, r: brw.Reader}
 	}
-	if !rt.startTunnel() {
+	if !e.startTunnel() {
 		c.Close()
 		return
 	}
 	go func() {
-		defer rt.tunnels.Done()
-		rt.runTunnel(c, host)
+		defer e.tunnels.Done()
+		e.runTunnel(c, host)
 	}()
 }
 
 // runTunnel terminates TLS (when the client speaks it) and serves the
 // tunnel's requests until the client leaves or the proxy stops.
-func (rt *runtime) runTunnel(conn net.Conn, host string) {
+func (e *engine) runTunnel(conn net.Conn, host string) {
 	defer conn.Close()
-	headerTimeout := rt.readHeaderTimeout()
+	headerTimeout := e.readHeaderTimeout()
 	conn.SetReadDeadline(time.Now().Add(headerTimeout))
 	// One byte tells TLS from plain HTTP; it is replayed in front of the
 	// connection rather than held in a 4 KiB bufio.Reader for the life of
@@ -78,28 +78,28 @@ func (rt *runtime) runTunnel(conn net.Conn, host string) {
 	var c net.Conn = pc
 	tun := &tunnel{host: host, scheme: "http"}
 	if pc.first[0] == tlsRecordHandshake {
-		cfg, err := rt.p.CA.TLSConfigForHost(host)
+		cfg, err := e.p.CA.TLSConfigForHost(host)
 		if err != nil {
-			rt.log.Warn("no leaf certificate for intercepted host", "host", host, "err", err)
+			e.log.Warn("no leaf certificate for intercepted host", "host", host, "err", err)
 			return
 		}
 		cfg.NextProtos = []string{"http/1.1"}
 		tc := tls.Server(c, cfg)
 		conn.SetDeadline(time.Now().Add(headerTimeout))
-		if err := tc.HandshakeContext(rt.hardCtx); err != nil {
-			rt.log.Debug("client TLS handshake in tunnel failed", "host", host, "err", redactText(err.Error()))
+		if err := tc.HandshakeContext(e.hardCtx); err != nil {
+			e.log.Debug("client TLS handshake in tunnel failed", "host", host, "err", redactText(err.Error()))
 			return
 		}
 		c, tun.scheme = tc, "https"
 	}
 	conn.SetDeadline(time.Time{})
 	srv := &http.Server{
-		Handler:           rt.tunnelHandler(tun),
+		Handler:           e.tunnelHandler(tun),
 		ConnContext:       withClientConn,
 		ReadHeaderTimeout: headerTimeout,
-		IdleTimeout:       rt.idleTimeout(),
-		MaxHeaderBytes:    rt.maxHeaderBytes(),
-		ErrorLog:          rt.tunnelErrorLog,
+		IdleTimeout:       e.idleTimeout(),
+		MaxHeaderBytes:    e.maxHeaderBytes(),
+		ErrorLog:          e.tunnelErrorLog,
 		// The tunnel speaks HTTP/1.1 only (NextProtos above): a non-nil,
 		// empty TLSNextProto keeps Serve from setting up an HTTP/2 server
 		// for every tunnel (about 1.4 KiB of heap per idle connection).
@@ -116,8 +116,8 @@ func (rt *runtime) runTunnel(conn net.Conn, host string) {
 // it gets a fresh IdleTimeout deadline, so a client that stalls mid-body or
 // stops reading the answer is dropped; a long wait for the upstream (a
 // 15-minute Lambda invoke) is not a stall.
-func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
-	idle := rt.idleTimeout()
+func (e *engine) tunnelHandler(tun *tunnel) http.Handler {
+	idle := e.idleTimeout()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		if r.Host == "" {
@@ -128,7 +128,7 @@ func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
 			body = &idleBody{ReadCloser: r.Body, rc: rc, idle: idle}
 			r.Body = body
 		}
-		resp := rt.roundTrip(r, tun)
+		resp := e.roundTrip(r, tun)
 		if body != nil && !body.sawEOF.Load() {
 			// The rest of the body is still on the wire (an early answer,
 			// a refusal, a broken upload): close after the answer, and
@@ -136,7 +136,7 @@ func (rt *runtime) tunnelHandler(tun *tunnel) http.Handler {
 			resp.Close = true
 			rc.SetReadDeadline(time.Now().Add(idle))
 		}
-		writeResponse(w, rc, resp, idle, rt.copyBufs)
+		writeResponse(w, rc, resp, idle, e.copyBufs)
 	})
 }
 
