@@ -430,8 +430,14 @@ func (x *exchange) fail(req *http.Request, service string, err error) *http.Resp
 		}
 		resp = reply(req, service, status, code, reqErr.Message)
 	case errors.As(err, &credErr):
-		resp = reply(req, service, http.StatusServiceUnavailable, "ProxyCredentialsUnavailable",
-			"skewproxy could not get its AWS credentials from "+credErr.Provider)
+		msg := "skewproxy could not get its AWS credentials from " + credErr.Provider
+		// A cause the provider says is safe to show (IoT: certificate
+		// refused, role alias unknown, ...); the full error goes to the log.
+		var cause interface{ ClientMessage() string }
+		if errors.As(credErr.Err, &cause) {
+			msg += ": " + cause.ClientMessage()
+		}
+		resp = reply(req, service, http.StatusServiceUnavailable, "ProxyCredentialsUnavailable", msg)
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		resp = reply(req, service, http.StatusServiceUnavailable, "RequestCancelled",
 			"the request was cancelled before it was sent upstream")

@@ -207,6 +207,11 @@ type ExpiredCredentialsError struct {
 	Now     time.Time // corrected time when they arrived
 }
 
+// ClientMessage is the cause in words safe to send to the proxy's client.
+func (e *ExpiredCredentialsError) ClientMessage() string {
+	return "the provider handed out credentials that had already expired (true time)"
+}
+
 func (e *ExpiredCredentialsError) Error() string {
 	src := e.Source
 	if src == "" {

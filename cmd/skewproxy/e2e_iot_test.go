@@ -133,7 +133,7 @@ func TestIoTE2ERefusalIs503AndRecovers(t *testing.T) {
 		name    string
 		failure iottest.Failure
 		logged  string
-	}{
+	}{ // name is also the cause the client's 503 carries
 		{"thing name refused", iottest.Failure{Status: http.StatusForbidden, Message: "Thing name does not match"}, `thing name \"gateway-1\" refused (403 Forbidden`},
 		{"role alias unknown", iottest.Failure{Status: http.StatusNotFound, Message: "Role alias does not exist"}, `role alias \"skewproxy-gateway\" unknown (404 Not Found`},
 		{"certificate refused", iottest.Failure{Status: http.StatusForbidden, Message: "Certificate is invalid on this endpoint"}, "the device certificate was refused (403 Forbidden"},
@@ -148,8 +148,8 @@ func TestIoTE2ERefusalIs503AndRecovers(t *testing.T) {
 			_, err := lambda.NewFromConfig(p.awsConfig()).Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("iot"), Payload: []byte(`{}`)})
 			var re *smithyhttp.ResponseError
 			if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusServiceUnavailable ||
-				!strings.Contains(err.Error(), "ProxyCredentialsUnavailable") || !strings.Contains(err.Error(), "AWS IoT credentials provider") {
-				t.Fatalf("first invoke: %v, want 503 ProxyCredentialsUnavailable naming the IoT provider", err)
+				!strings.Contains(err.Error(), "ProxyCredentialsUnavailable") || !strings.Contains(err.Error(), "AWS IoT credentials provider: "+tc.name) {
+				t.Fatalf("first invoke: %v, want 503 ProxyCredentialsUnavailable naming the IoT provider and the cause %q", err, tc.name)
 			}
 			// The log line may reach the harness after the answer.
 			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Logs(), tc.logged); time.Sleep(20 * time.Millisecond) {

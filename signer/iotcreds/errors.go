@@ -67,6 +67,12 @@ type Error struct {
 	Err       error  // the transport or decoding error, if any
 }
 
+// ClientMessage is the cause in words safe to send to the proxy's client
+// (the 503 it answers): no endpoint, alias or thing name, no credentials.
+func (e *Error) ClientMessage() string {
+	return "AWS IoT credentials provider: " + e.Cause.String()
+}
+
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "AWS IoT credentials provider %s: ", e.Endpoint)
