@@ -113,6 +113,19 @@ func fleetE2EBurst(ctx context.Context, ps []*runningProxy, fn string, per int) 
 	return errs, time.Since(start)
 }
 
+// fleetE2EStats reads the fake's counters once it has recorded every
+// request it answered (a client can hold its answer a moment before the
+// fake's handler returns and counts it).
+func fleetE2EStats(t *testing.T, fake *proxytest.AWS) proxytest.Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !fake.WaitIdle(ctx) {
+		t.Error("the fake still has requests in its handler after 5s")
+	}
+	return fake.Stats()
+}
+
 func countFailed(errs []error) (n int, first error) {
 	for _, err := range errs {
 		if err != nil {
@@ -159,7 +172,7 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 		n, _ := countFailed(e)
 		failed += n
 	}
-	control := fake.Stats()
+	control := fleetE2EStats(t, fake)
 	t.Logf("control, no coordinator: %d of %d invokes failed in %v; fake throttled %d, max in flight %d",
 		failed, 3*per, took.Round(time.Millisecond), control.Throttled, control.MaxInFlight[fn])
 	if control.Throttled == 0 || failed == 0 {
@@ -187,7 +200,7 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 			t.Errorf("proxy %d: %d of %d invokes failed, first: %v", i, n, per, first)
 		}
 	}
-	st := fake.Stats()
+	st := fleetE2EStats(t, fake)
 	var oldest time.Duration
 	for _, req := range fake.Requests() {
 		if req.Verified != nil {
@@ -337,7 +350,7 @@ func TestLambdaFleetE2EKillOneProxy(t *testing.T) {
 		}
 	}
 	victimFailed, _ := countFailed(b.errs[2])
-	st := fake.Stats()
+	st := fleetE2EStats(t, fake)
 	t.Logf("burst of 3 × %d in %v: the killed proxy's client saw %d failures; fake throttled %d, max in flight %d",
 		per, b.took.Round(time.Millisecond), victimFailed, st.Throttled, st.MaxInFlight[fn])
 	if st.Throttled != 0 || st.MaxInFlight[fn] > limit {
@@ -420,7 +433,7 @@ func TestLambdaFleetE2ERedisRestart(t *testing.T) {
 			t.Errorf("proxy %d: %d of %d invokes lost, first: %v", i, n, per, first)
 		}
 	}
-	st := fake.Stats()
+	st := fleetE2EStats(t, fake)
 	t.Logf("burst of 3 × %d (limit %d) across the outage in %v: fake served %d, max in flight %d",
 		per, limit, b.took.Round(time.Millisecond), st.Operations["Lambda.Invoke"], st.MaxInFlight[fn])
 	if st.Operations["Lambda.Invoke"] != 3*per {
