@@ -162,6 +162,7 @@ func newClient(r resolved) (client redis.UniversalClient, display string, err er
 		}
 		cluster.DialTimeout, cluster.ReadTimeout, cluster.WriteTimeout, cluster.PoolTimeout = r.Timeout, r.Timeout, r.Timeout, r.Timeout
 		cluster.MaxRetries = -1 // no retries inside the client
+		cluster.DialerRetries, cluster.DialerRetryTimeout = 1, 10*time.Millisecond
 		cluster.ContextTimeoutEnabled = true
 		cluster.DisableIdentity = true
 		cluster.Protocol = 2
@@ -178,6 +179,9 @@ func newClient(r resolved) (client redis.UniversalClient, display string, err er
 	}
 	single.DialTimeout, single.ReadTimeout, single.WriteTimeout, single.PoolTimeout = r.Timeout, r.Timeout, r.Timeout, r.Timeout
 	single.MaxRetries = -1
+	// A refused connection is an answer: fall back now, not after the
+	// client's five dial attempts.
+	single.DialerRetries, single.DialerRetryTimeout = 1, 10*time.Millisecond
 	single.ContextTimeoutEnabled = true
 	single.DisableIdentity = true
 	single.Protocol = 2

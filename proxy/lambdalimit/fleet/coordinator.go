@@ -35,6 +35,7 @@ type Coordinator struct {
 	seen      atomic.Int64 // live proxies at the last heartbeat
 	lastRTT   atomic.Int64 // ns
 	fallbacks atomic.Int64
+	beating   atomic.Bool // a heartbeat has registered this proxy
 
 	mu      sync.Mutex
 	sems    map[string]*sem // function semaphores with local waiters
@@ -88,7 +89,7 @@ func New(cfg Config) (*Coordinator, error) {
 		c.gsem = newSem("", k, r.MaxInflight)
 	}
 	c.seen.Store(1)
-	if err := c.heartbeat(true); err != nil {
+	if _, err := c.heartbeat(true); err != nil {
 		c.fallBack(err)
 	} else {
 		c.log.Info("lambda coordinator: limits are fleet-wide", "redis", c.display, "namespace", r.ns,
@@ -135,6 +136,7 @@ func (c *Coordinator) Acquire(ctx context.Context, fn string, ticket time.Time) 
 	l := &lease{c: c, id: c.instance + ":" + strconv.FormatUint(c.seq.Add(1), 36), fn: c.fnKeys(fn), fnName: fn, fnLimit: c.cfg.fnLimits[fn]}
 	switch c.Mode() {
 	case lambdalimit.ModeLocal:
+		l.inGlobal.Store(true) // registered in both when Redis is back
 		return c.hold(l), nil
 	case lambdalimit.ModeClosed:
 		return nil, c.unavailable()
@@ -152,17 +154,23 @@ func (c *Coordinator) Acquire(ctx context.Context, fn string, ticket time.Time) 
 	}
 	l.shared, l.epoch = g.shared, g.epoch
 	if g.shared && c.gsem != nil {
+		// The function's slot is renewed while the invoke waits for one
+		// of all functions (that wait may outlast the TTL).
+		c.hold(l)
 		ct = &contender{id: l.id, ticket: ct.ticket, done: make(chan grant, 1)}
 		g2 := c.wait(ctx, globalSem, 0, ct)
 		if g2.err != nil {
+			c.unhold(l)
 			c.releaseShared(l, "-", 0, false)
 			return nil, g2.err
 		}
-		// Fell back meanwhile: the function's slot stays registered and
-		// renewed; the lease counts as local.
+		// g2 not shared: fell back meanwhile; the lease counts as local
+		// and is registered in both semaphores when Redis is back.
 		l.shared = g2.shared
 	}
+	l.inGlobal.Store(true)
 	if !l.shared && c.Mode() == lambdalimit.ModeClosed {
+		c.unhold(l)
 		if g.shared {
 			c.releaseShared(l, "-", 0, false)
 		}
@@ -189,6 +197,13 @@ func (c *Coordinator) hold(l *lease) *lease {
 	return l
 }
 
+// unhold stops renewing l.
+func (c *Coordinator) unhold(l *lease) {
+	c.mu.Lock()
+	delete(c.leases, l)
+	c.mu.Unlock()
+}
+
 // fnKeys are the keys of fn's semaphore.
 func (c *Coordinator) fnKeys(fn string) semKeys { return keysFor(c.cfg.ns, fn) }
 
@@ -205,6 +220,9 @@ type lease struct {
 	shared  bool
 	epoch   int64
 	done    atomic.Bool
+	// inGlobal: renewed in the all-functions semaphore too (granted
+	// there, or a local lease to register there).
+	inGlobal atomic.Bool
 }
 
 // Shared reports whether the slot was granted by Redis.
@@ -217,9 +235,7 @@ func (l *lease) Release(status int, h http.Header) {
 		return
 	}
 	c := l.c
-	c.mu.Lock()
-	delete(c.leases, l)
-	c.mu.Unlock()
+	c.unhold(l)
 	outcome, retry := "-", time.Duration(0)
 	if l.shared {
 		switch {
@@ -339,8 +355,8 @@ func (c *Coordinator) recovered() {
 
 // maintain renews the leases and the heartbeat every third of the TTL
 // while Redis answers, and probes it every ProbeInterval while not; a
-// successful probe registers every running lease before the limits are
-// shared again.
+// successful probe registers every running lease again before the limits
+// are shared again.
 func (c *Coordinator) maintain() {
 	defer c.wg.Done()
 	t := time.NewTimer(c.next())
@@ -351,7 +367,7 @@ func (c *Coordinator) maintain() {
 			return
 		case <-t.C:
 		}
-		if err := c.renew(); err != nil {
+		if err := c.renew(c.Mode() != lambdalimit.ModeShared); err != nil {
 			c.fallBack(err)
 		} else {
 			c.recovered()
@@ -367,31 +383,40 @@ func (c *Coordinator) next() time.Duration {
 	return min(c.cfg.ProbeInterval, c.cfg.renewEvery)
 }
 
-// renew sends the heartbeat, then extends (or registers again) every
-// running lease.
-func (c *Coordinator) renew() error {
-	if err := c.heartbeat(true); err != nil {
+// renew sends the heartbeat, then extends every running lease. Routine
+// renewals only extend what Redis holds (a lease released meanwhile must
+// not come back); with adopt, or when the heartbeat shows that Redis lost
+// this proxy's entry (restarted, failed over), leases Redis does not hold
+// are registered again: their invokes still run, so they count.
+func (c *Coordinator) renew(adopt bool) error {
+	lost, err := c.heartbeat(true)
+	if err != nil {
 		return err
 	}
+	adopt = adopt || lost
 	c.mu.Lock()
 	byKey := map[string][]any{}
 	for l := range c.leases {
 		byKey[l.fn.leases] = append(byKey[l.fn.leases], l.id)
-		if c.global != nil {
+		if c.global != nil && l.inGlobal.Load() {
 			byKey[c.global.leases] = append(byKey[c.global.leases], l.id)
 		}
 	}
 	c.mu.Unlock()
+	mode := "XX"
+	if adopt {
+		mode = "ADD"
+	}
 	for key, ids := range byKey {
 		for len(ids) > 0 {
 			n := min(len(ids), 500)
-			args := append([]any{c.cfg.LeaseTTL.Milliseconds(), c.cfg.keyTTL.Milliseconds()}, ids[:n]...)
+			args := append([]any{c.cfg.LeaseTTL.Milliseconds(), c.cfg.keyTTL.Milliseconds(), mode}, ids[:n]...)
 			v, err := c.call(renewScript, "renew", []string{key}, args...)
 			if err != nil {
 				return err
 			}
 			if added, _ := v.(int64); added > 0 {
-				c.log.Debug("lambda coordinator registered leases Redis did not hold", "key", key, "leases", added)
+				c.log.Info("lambda coordinator registered leases Redis did not hold", "key", key, "leases", added)
 			}
 			ids = ids[n:]
 		}
@@ -400,8 +425,9 @@ func (c *Coordinator) renew() error {
 }
 
 // heartbeat records this proxy as live (or, alive false, gone) and reads
-// how many are.
-func (c *Coordinator) heartbeat(alive bool) error {
+// how many are. lost reports that Redis did not hold this proxy's entry
+// although the last heartbeat, less than a TTL ago, put it there.
+func (c *Coordinator) heartbeat(alive bool) (lost bool, err error) {
 	flag := "1"
 	if !alive {
 		flag = "0"
@@ -409,12 +435,18 @@ func (c *Coordinator) heartbeat(alive bool) error {
 	ttl := c.cfg.LeaseTTL.Milliseconds()
 	v, err := c.call(heartbeatScript, "heartbeat", []string{instancesKey(c.cfg.ns)}, c.instance, ttl, flag)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if n, ok := v.(int64); ok && alive {
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 || !alive {
+		return false, nil
+	}
+	if n, ok := a[0].(int64); ok {
 		c.seen.Store(n)
 	}
-	return nil
+	added, _ := a[1].(int64)
+	was := c.beating.Swap(true)
+	return added == 1 && was, nil
 }
 
 // listen wakes the local waiters of a function (and of the all-functions
@@ -472,7 +504,7 @@ func (c *Coordinator) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("fleet: close: %w", ctx.Err()))
 	}
 	if c.Mode() == lambdalimit.ModeShared {
-		if err := c.heartbeat(false); err != nil {
+		if _, err := c.heartbeat(false); err != nil {
 			c.log.Debug("lambda coordinator: leaving the live set", "err", err)
 		}
 	}

@@ -369,3 +369,80 @@ func TestFleetCancelledWaiterLeavesNoTrace(t *testing.T) {
 		t.Errorf("b waited %v behind waiters that had left", took)
 	}
 }
+
+// TestFleetRenewal: a routine renewal extends only what Redis holds (a
+// lease released while the renewal was on its way stays released), while
+// a Redis that lost this proxy's data (restarted unnoticed) gets every
+// running lease back at the next renewal.
+func TestFleetRenewal(t *testing.T) {
+	tests := []struct {
+		name     string
+		mutate   func(ctx context.Context, rdb *redis.Client, leases string) error
+		wantHeld int64
+	}{
+		{name: "lease removed by a release in flight", wantHeld: 0,
+			mutate: func(ctx context.Context, rdb *redis.Client, leases string) error {
+				return rdb.Del(ctx, leases).Err()
+			}},
+		{name: "redis lost everything", wantHeld: 1,
+			mutate: func(ctx context.Context, rdb *redis.Client, _ string) error {
+				return rdb.FlushAll(ctx).Err()
+			}},
+		{name: "nothing happened", wantHeld: 1,
+			mutate: func(context.Context, *redis.Client, string) error { return nil }},
+	}
+	r := fleettest.Start(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, r)
+			cfg.LeaseTTL = 30 * time.Second // only explicit renewals below
+			c := newCoordinator(t, cfg)
+			l := mustAcquire(t, c, "f")
+			defer l.Release(0, nil)
+			rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+			defer rdb.Close()
+			ctx := context.Background()
+			key := keysFor(cfg.Namespace, "f").leases
+			if err := tc.mutate(ctx, rdb, key); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.renew(false); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := rdb.ZCard(ctx, key).Result(); n != tc.wantHeld {
+				t.Errorf("after a renewal Redis holds %d leases, want %d", n, tc.wantHeld)
+			}
+		})
+	}
+}
+
+// TestFleetFunctionSlotRenewedWhileWaitingForGlobal: an invoke that holds
+// its function's slot and waits longer than the TTL for one of all
+// functions keeps the function's slot (it is renewed meanwhile).
+func TestFleetFunctionSlotRenewedWhileWaitingForGlobal(t *testing.T) {
+	r := fleettest.Start(t)
+	cfg := testConfig(t, r)
+	cfg.LeaseTTL = 300 * time.Millisecond
+	cfg.MaxInflight = 1
+	cfg.FunctionMaxInflight = map[string]int{"f": 1}
+	a, b := newCoordinator(t, cfg), newCoordinator(t, cfg)
+	other := mustAcquire(t, a, "g") // takes the only global slot
+	waiting := make(chan lambdalimit.Lease, 1)
+	go func() {
+		l, err := acquire(t, b, "f", 10*time.Second) // f's slot, then waits for global
+		if err != nil {
+			t.Error(err)
+		}
+		waiting <- l
+	}()
+	time.Sleep(4 * cfg.LeaseTTL)
+	// f's slot must still be held by b's waiter: a cannot take it.
+	if l, err := acquire(t, a, "f", 100*time.Millisecond); err == nil {
+		l.Release(0, nil)
+		t.Fatal("f's slot lapsed while its holder waited for the all-functions slot")
+	}
+	ok200(other)
+	if l := <-waiting; l != nil {
+		ok200(l)
+	}
+}

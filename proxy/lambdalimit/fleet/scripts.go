@@ -124,19 +124,25 @@ if channel ~= '' then redis.call('PUBLISH', channel, msg) end
 return removed
 `)
 
-// renewScript extends leases still running by one TTL. A lease the store
-// has lost (Redis restarted, or it lapsed while this proxy could not
-// reach Redis) is added again: the invoke still runs, so it counts.
+// renewScript extends leases still running by one TTL. With mode "XX" it
+// extends only the leases Redis holds (one released meanwhile stays
+// released); with "ADD" it also registers again the leases Redis has lost
+// (restarted, or lapsed while this proxy could not reach Redis): their
+// invokes still run, so they count.
 //
-// KEYS: leases. ARGV: lease TTL (ms), key TTL (ms), ids...
+// KEYS: leases. ARGV: lease TTL (ms), key TTL (ms), mode, ids...
 // Returns how many leases were not there before.
 var renewScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl, keyTTL = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ttl, keyTTL, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local added = 0
-for i = 3, #ARGV do
-  added = added + redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+for i = 4, #ARGV do
+  if mode == 'XX' then
+    redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+  else
+    added = added + redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+  end
 end
 redis.call('PEXPIRE', KEYS[1], keyTTL)
 return added
@@ -153,17 +159,18 @@ return redis.call('ZREM', KEYS[2], ARGV[1])
 // heartbeatScript says this proxy is alive and counts the live ones.
 //
 // KEYS: instances. ARGV: instance id, TTL (ms), "0" to leave instead.
-// Returns the number of live proxies.
+// Returns {live proxies, 1 if this proxy's entry was not there}.
 var heartbeatScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local added = 0
 if ARGV[3] == '0' then
   redis.call('ZREM', KEYS[1], ARGV[1])
 else
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ttl * 2)
 end
-return redis.call('ZCARD', KEYS[1])
+return {redis.call('ZCARD', KEYS[1]), added}
 `)
