@@ -38,7 +38,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/skewproxy/skewproxy/proxy/proxytest"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 	"github.com/skewproxy/skewproxy/timesource/ntptest"
 )
 
@@ -58,10 +58,10 @@ var scrapeLabels = []string{"job", "instance"}
 var (
 	credentialOutcomes = []string{"ok", "error", "expired"}
 	failureValues      = []string{
-		string(signer.FailureSignatureExpired), string(signer.FailureSignatureNotYetCurrent),
-		string(signer.FailureRequestTimeTooSkewed), string(signer.FailurePresignedExpired),
-		string(signer.FailureExpiredToken), string(signer.FailureSignatureMismatch),
-		string(signer.FailureThrottled), string(signer.FailureQueueTimeout),
+		string(awserrors.FailureSignatureExpired), string(awserrors.FailureSignatureNotYetCurrent),
+		string(awserrors.FailureRequestTimeTooSkewed), string(awserrors.FailurePresignedExpired),
+		string(awserrors.FailureExpiredToken), string(awserrors.FailureSignatureMismatch),
+		string(awserrors.FailureThrottled), string(awserrors.FailureQueueTimeout),
 	}
 	outcomeValues = append([]string{"ok", "client_error", "server_error", "error"}, failureValues...)
 )

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // Admitter holds an intercepted request until it may be sent upstream (the
@@ -28,7 +28,7 @@ type Refusal interface {
 	// WriteResponse writes the complete answer to the client.
 	WriteResponse(w http.ResponseWriter)
 	// Failure is the skewproxy.failure class of the refusal.
-	Failure() signer.Failure
+	Failure() awserrors.Failure
 }
 
 // TimeBootstrapper learns the time from the upstream server itself while no
@@ -63,9 +63,9 @@ type RequestObserver interface {
 	// Signed reports the signing time (corrected clock) of an attempt.
 	Signed(at time.Time)
 	// Retried reports a re-sign and resend after a skew failure.
-	Retried(failure signer.Failure)
+	Retried(failure awserrors.Failure)
 	// End reports the final answer (status 0 and err set when there was none).
-	End(status int, h http.Header, c signer.Classification, err error)
+	End(status int, h http.Header, c awserrors.Classification, err error)
 }
 
 // RequestInfo describes an intercepted request.
@@ -85,7 +85,7 @@ type RequestInfo struct {
 
 // APIGatewayObserver is an optional interface of a RequestObserver: for
 // execute-api answers the proxy reports API Gateway's own failure mode
-// (signer.ClassifyAPIGateway: explicit_deny, implicit_deny, ...).
+// (awserrors.ClassifyAPIGateway: explicit_deny, implicit_deny, ...).
 type APIGatewayObserver interface {
 	APIGatewayFailure(mode string)
 }

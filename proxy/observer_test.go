@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/skewproxy/skewproxy/proxy/proxytest"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // recordingObserver records the events of every request as strings.
@@ -40,11 +40,11 @@ func (r *recordingRequest) add(s string) {
 func (r *recordingRequest) Classified(i RequestInfo) {
 	r.add(fmt.Sprintf("classified %s/%s/%s signed=%v", i.Service, i.Region, i.Operation, i.ClientSigned))
 }
-func (r *recordingRequest) Queued()                  { r.add("queued") }
-func (r *recordingRequest) Dequeued(time.Duration)   { r.add("dequeued") }
-func (r *recordingRequest) Signed(time.Time)         { r.add("signed") }
-func (r *recordingRequest) Retried(f signer.Failure) { r.add("retried " + string(f)) }
-func (r *recordingRequest) End(status int, _ http.Header, c signer.Classification, err error) {
+func (r *recordingRequest) Queued()                     { r.add("queued") }
+func (r *recordingRequest) Dequeued(time.Duration)      { r.add("dequeued") }
+func (r *recordingRequest) Signed(time.Time)            { r.add("signed") }
+func (r *recordingRequest) Retried(f awserrors.Failure) { r.add("retried " + string(f)) }
+func (r *recordingRequest) End(status int, _ http.Header, c awserrors.Classification, err error) {
 	r.add(fmt.Sprintf("end %d %s err=%v", status, c.Failure, err != nil))
 }
 
@@ -73,7 +73,7 @@ func (testRefusal) WriteResponse(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusTooManyRequests)
 	w.Write([]byte(`{"__type":"TooManyRequestsException","message":"queued too long"}`))
 }
-func (testRefusal) Failure() signer.Failure { return signer.FailureQueueTimeout }
+func (testRefusal) Failure() awserrors.Failure { return awserrors.FailureQueueTimeout }
 
 func (a *testAdmitter) Admit(ctx context.Context, req *http.Request) (func(int, http.Header), time.Duration, error) {
 	if strings.Contains(req.URL.Path, "/functions/refused/") {
@@ -172,9 +172,9 @@ func TestAPIGatewayFailureReported(t *testing.T) {
 	h := newHarness(t, harnessOptions{tweak: func(p *Proxy) { p.Observer = obs }})
 	c := h.client()
 	tests := []struct{ path, mode string }{
-		{proxytest.APIGWExplicitDeny, signer.APIGatewayExplicitDeny},
-		{proxytest.APIGWIntegrationTimeout, signer.APIGatewayIntegrationTimeout},
-		{proxytest.APIGWUnauthorized, signer.APIGatewayUnauthorized},
+		{proxytest.APIGWExplicitDeny, awserrors.APIGatewayExplicitDeny},
+		{proxytest.APIGWIntegrationTimeout, awserrors.APIGatewayIntegrationTimeout},
+		{proxytest.APIGWUnauthorized, awserrors.APIGatewayUnauthorized},
 	}
 	for i, tt := range tests {
 		resp, err := c.Get("https://abc123.execute-api.us-east-1.amazonaws.com" + tt.path)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -97,7 +98,7 @@ type exchange struct {
 	ro      RequestObserver
 	release func(int, http.Header)
 	retried bool
-	class   signer.Classification
+	class   awserrors.Classification
 	// stopHard and cancel end the request's context (done).
 	stopHard func() bool
 	cancel   context.CancelFunc
@@ -285,7 +286,7 @@ func (x *exchange) admit(req *http.Request) *http.Response {
 	if err != nil {
 		var ref Refusal
 		if errors.As(err, &ref) {
-			x.class = signer.Classification{Failure: ref.Failure()}
+			x.class = awserrors.Classification{Failure: ref.Failure()}
 			rec := newRecorder()
 			ref.WriteResponse(rec)
 			return x.finishLocal(req, rec.response(req))
@@ -333,7 +334,7 @@ func (x *exchange) sendOnce(req *http.Request, prep *signer.Prepared) (resp, loc
 	x.ro.Signed(now)
 	out.RequestURI = ""
 	out.Close = false
-	x.class = signer.Classification{}
+	x.class = awserrors.Classification{}
 	x.sent = clock.Now()
 	resp, err = x.e.transport.RoundTrip(out)
 	x.received = clock.Now()
@@ -369,9 +370,9 @@ func (x *exchange) upstreamFailed(req *http.Request, service string, err error) 
 // the failure is a skew (worth one re-signed retry).
 func (x *exchange) classifyAnswer(resp *http.Response, service string) (skew bool) {
 	peek := peekBody(resp, maxErrorPeek)
-	x.class = signer.Classify(resp.StatusCode, resp.Header, peek)
+	x.class = awserrors.Classify(resp.StatusCode, resp.Header, peek)
 	if ag, ok := x.ro.(APIGatewayObserver); ok && service == "execute-api" {
-		if mode := signer.ClassifyAPIGateway(resp.StatusCode, peek); mode != "" {
+		if mode := awserrors.ClassifyAPIGateway(resp.StatusCode, peek); mode != "" {
 			ag.APIGatewayFailure(mode)
 		}
 	}
@@ -425,8 +426,8 @@ func (x *exchange) fail(req *http.Request, service string, err error) *http.Resp
 		if code == "" {
 			code = "InvalidRequest"
 		}
-		if reqErr.Failure != signer.FailureNone {
-			x.class = signer.Classification{Failure: reqErr.Failure}
+		if reqErr.Failure != awserrors.FailureNone {
+			x.class = awserrors.Classification{Failure: reqErr.Failure}
 		}
 		resp = reply(req, service, status, code, reqErr.Message)
 	case errors.As(err, &credErr):
@@ -460,7 +461,7 @@ func (x *exchange) recovered(req *http.Request, v any) *http.Response {
 	}
 	x.e.log.Error("bug: request pipeline panicked; answered 500",
 		"host", x.host, "service", x.info.Service, "panic", redactText(fmt.Sprint(v)), "stack", string(debug.Stack()))
-	x.class = signer.Classification{}
+	x.class = awserrors.Classification{}
 	return x.finishLocal(req, reply(req, x.info.Service, http.StatusInternalServerError, "ProxyInternalError",
 		"skewproxy hit an internal error handling this request (a bug; its log has the details)"))
 }
@@ -508,7 +509,7 @@ func (x *exchange) finish(readErr error) {
 		x.release(x.relStatus, x.relHeader)
 	}
 	var endErr error
-	if x.local && x.class.Failure == signer.FailureNone {
+	if x.local && x.class.Failure == awserrors.FailureNone {
 		endErr = errors.New(resp.Status)
 	}
 	if readErr != nil {
@@ -539,7 +540,7 @@ func (x *exchange) logLine(status int, readErr error, local bool) {
 	if x.retried {
 		attrs = append(attrs, slog.Bool("retried", true))
 	}
-	if x.class.Failure != signer.FailureNone {
+	if x.class.Failure != awserrors.FailureNone {
 		attrs = append(attrs, slog.String("failure", string(x.class.Failure)))
 	}
 	if local {
@@ -586,12 +587,12 @@ func peekBody(resp *http.Response, n int64) []byte {
 
 type nopRequestObserver struct{}
 
-func (nopRequestObserver) Classified(RequestInfo)                             {}
-func (nopRequestObserver) Queued()                                            {}
-func (nopRequestObserver) Dequeued(time.Duration)                             {}
-func (nopRequestObserver) Signed(time.Time)                                   {}
-func (nopRequestObserver) Retried(signer.Failure)                             {}
-func (nopRequestObserver) End(int, http.Header, signer.Classification, error) {}
+func (nopRequestObserver) Classified(RequestInfo)                                {}
+func (nopRequestObserver) Queued()                                               {}
+func (nopRequestObserver) Dequeued(time.Duration)                                {}
+func (nopRequestObserver) Signed(time.Time)                                      {}
+func (nopRequestObserver) Retried(awserrors.Failure)                             {}
+func (nopRequestObserver) End(int, http.Header, awserrors.Classification, error) {}
 
 // clientBody remembers whether reading the client's request body failed
 // before its end (the client hung up or half-closed mid-body).

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // Prepared is a request that has been inspected and is ready to be signed,
@@ -94,7 +96,7 @@ type RequestError struct {
 	Code    string
 	Message string
 	Err     error
-	Failure Failure
+	Failure awserrors.Failure
 }
 
 func (e *RequestError) Error() string {

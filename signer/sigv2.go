@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // The values of Prepared.ClientSignatureVersion: the pre-SigV4 signature a
@@ -439,7 +441,7 @@ func legacyExpired(expires, t time.Time) *RequestError {
 		Status:  http.StatusForbidden,
 		Code:    "AccessDenied",
 		Message: "Request has expired",
-		Failure: FailurePresignedExpired,
+		Failure: awserrors.FailurePresignedExpired,
 		Err: fmt.Errorf("signature version 2 query authentication expired at %s, %s before the signing time %s",
 			expires.Format(time.RFC3339), t.Sub(expires).Round(time.Second), t.UTC().Format(time.RFC3339)),
 	}

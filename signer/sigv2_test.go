@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // The access key pair of the AWS documentation's Signature Version 2
@@ -302,7 +304,7 @@ func TestSignSigV2Expires(t *testing.T) {
 			if !errors.As(err, &re) {
 				t.Fatalf("Sign at %v: err %v, want a RequestError", tc.at, err)
 			}
-			if re.Status != http.StatusForbidden || re.Code != "AccessDenied" || re.Message != "Request has expired" || re.Failure != FailurePresignedExpired {
+			if re.Status != http.StatusForbidden || re.Code != "AccessDenied" || re.Message != "Request has expired" || re.Failure != awserrors.FailurePresignedExpired {
 				t.Errorf("refusal %d %s %q failure %q", re.Status, re.Code, re.Message, re.Failure)
 			}
 			if strings.Contains(re.Error(), "Signature") && strings.Contains(re.Error(), "=") {

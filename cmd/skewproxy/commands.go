@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 func versionCommand() *cli.Command {
@@ -44,7 +44,7 @@ func explainCommand() *cli.Command {
 			if strings.TrimSpace(msg) == "" {
 				return cli.Exit("explain: give the AWS error message as an argument or on stdin", 2)
 			}
-			e := signer.Explain(msg)
+			e := awserrors.Explain(msg)
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
@@ -54,7 +54,7 @@ func explainCommand() *cli.Command {
 			} else if _, err := fmt.Fprintln(c.App.Writer, e.Text()); err != nil {
 				return err
 			}
-			if e.Failure == signer.FailureNone {
+			if e.Failure == awserrors.FailureNone {
 				return cli.Exit("", 1)
 			}
 			return nil

@@ -24,7 +24,7 @@ import (
 
 	"github.com/skewproxy/skewproxy/proxy"
 	"github.com/skewproxy/skewproxy/proxy/telemetry"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -176,9 +176,9 @@ func TestSetupOTelTraceExport(t *testing.T) {
 			}
 			o.Classified(proxy.RequestInfo{Service: "lambda", Region: "us-east-1", Operation: "Invoke"})
 			o.Signed(time.Now())
-			o.Retried(signer.FailureSignatureExpired)
+			o.Retried(awserrors.FailureSignatureExpired)
 			o.Signed(time.Now())
-			o.End(200, http.Header{"X-Amzn-Requestid": {"req-1"}}, signer.Classification{}, nil)
+			o.End(200, http.Header{"X-Amzn-Requestid": {"req-1"}}, awserrors.Classification{}, nil)
 			if err := setup.TracerProvider.ForceFlush(ctx); err != nil {
 				t.Fatalf("ForceFlush: %v", err)
 			}
@@ -275,7 +275,7 @@ func TestSetupOTelPrometheus(t *testing.T) {
 	_, o := tel.Start(ctx, req)
 	o.Queued()
 	o.Dequeued(3 * time.Second)
-	o.End(429, nil, signer.Classification{Failure: signer.FailureThrottled}, nil)
+	o.End(429, nil, awserrors.Classification{Failure: awserrors.FailureThrottled}, nil)
 	tel.LeafCache(false)
 	tel.NTPSample("ntp://127.0.0.1:1123", time.Millisecond)
 

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // Reason is the Reason field of the proxy's own TooManyRequestsException
@@ -56,7 +56,7 @@ func (t *Throttle) Error() string {
 }
 
 // Failure is the skewproxy.failure class of the refusal: queue_timeout.
-func (t *Throttle) Failure() signer.Failure { return signer.FailureQueueTimeout }
+func (t *Throttle) Failure() awserrors.Failure { return awserrors.FailureQueueTimeout }
 
 // retryAfterSeconds is the Retry-After value: whole seconds, at least 1.
 func (t *Throttle) retryAfterSeconds() int64 {

@@ -17,7 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/skewproxy/skewproxy/proxy"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -29,8 +29,8 @@ func TestEventAttributes(t *testing.T) {
 	o.Dequeued(1500 * time.Millisecond)
 	signedAt := time.Date(2026, 3, 14, 15, 9, 26, 535897932, time.FixedZone("X", 3600))
 	o.Signed(signedAt)
-	o.Retried(signer.FailureRequestTimeTooSkewed)
-	o.End(200, nil, signer.Classification{}, nil)
+	o.Retried(awserrors.FailureRequestTimeTooSkewed)
+	o.End(200, nil, awserrors.Classification{}, nil)
 
 	events := h.onlySpan(t).Events()
 	want := []struct {
@@ -65,9 +65,9 @@ func TestClockAttributesFollowRetry(t *testing.T) {
 	o.Signed(trueNow)
 	h.clock.set(timesource.Status{Synced: true, Source: "http-date:lambda.us-east-1.amazonaws.com",
 		Offset: 3 * time.Hour, Uncertainty: time.Second})
-	o.Retried(signer.FailureSignatureNotYetCurrent)
+	o.Retried(awserrors.FailureSignatureNotYetCurrent)
 	o.Signed(trueNow)
-	o.End(200, nil, signer.Classification{}, nil)
+	o.End(200, nil, awserrors.Classification{}, nil)
 
 	got := attrMap(h.onlySpan(t).Attributes())
 	for k, w := range map[string]any{
@@ -109,7 +109,7 @@ func TestTraceparentContinued(t *testing.T) {
 			if !trace.SpanContextFromContext(ctx).IsValid() {
 				t.Error("returned context carries no span")
 			}
-			o.End(200, nil, signer.Classification{}, nil)
+			o.End(200, nil, awserrors.Classification{}, nil)
 			s := h.onlySpan(t)
 			gotTrace := s.SpanContext().TraceID().String()
 			if tc.wantTrace != "" && gotTrace != tc.wantTrace {
@@ -137,8 +137,8 @@ func TestQueueTimeoutRefusal(t *testing.T) {
 	o.Classified(proxy.RequestInfo{Service: "lambda", Region: "us-east-1", Operation: "Invoke"})
 	o.Queued()
 	o.Dequeued(4 * time.Minute)
-	o.End(http.StatusTooManyRequests, nil, signer.Classification{Failure: signer.FailureQueueTimeout, Code: "TooManyRequestsException"}, nil)
-	o.End(200, nil, signer.Classification{}, nil) // ignored: already ended
+	o.End(http.StatusTooManyRequests, nil, awserrors.Classification{Failure: awserrors.FailureQueueTimeout, Code: "TooManyRequestsException"}, nil)
+	o.End(200, nil, awserrors.Classification{}, nil) // ignored: already ended
 
 	s := h.onlySpan(t)
 	got := attrMap(s.Attributes())
@@ -200,8 +200,8 @@ func TestAPIGatewayFailureModes(t *testing.T) {
 			}
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			o.(APIGatewayObserver).APIGatewayFailure(signer.ClassifyAPIGateway(resp.StatusCode, body))
-			o.End(resp.StatusCode, resp.Header, signer.Classification{}, nil)
+			o.(APIGatewayObserver).APIGatewayFailure(awserrors.ClassifyAPIGateway(resp.StatusCode, body))
+			o.End(resp.StatusCode, resp.Header, awserrors.Classification{}, nil)
 
 			s := h.onlySpan(t)
 			if s.Name() != "execute-api" {
@@ -227,12 +227,12 @@ func TestErrorType(t *testing.T) {
 	tests := []struct {
 		name    string
 		status  int
-		failure signer.Failure
+		failure awserrors.Failure
 		apigw   string
 		err     error
 		want    string
 	}{
-		{"failure class wins", 403, signer.FailureSignatureMismatch, "", nil, "signature_mismatch"},
+		{"failure class wins", 403, awserrors.FailureSignatureMismatch, "", nil, "signature_mismatch"},
 		{"api gateway mode", 504, "", "integration_timeout", nil, "integration_timeout"},
 		{"plain status", 404, "", "", nil, "404"},
 		{"status wins over a local-answer error", 502, "", "", errors.New("502 Bad Gateway"), "502"},
@@ -257,7 +257,7 @@ func TestErrorDescriptionHidesURL(t *testing.T) {
 	h := newHarness(t)
 	_, o := h.tel.Start(context.Background(), lambdaInvoke(t))
 	secretURL := "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIDEXAMPLE%2F20260314&X-Amz-Signature=deadbeef&X-Amz-Security-Token=FQoGZXIvYXdzE"
-	o.End(0, nil, signer.Classification{}, fmt.Errorf("upstream: %w", &url.Error{Op: "Get", URL: secretURL, Err: io.ErrUnexpectedEOF}))
+	o.End(0, nil, awserrors.Classification{}, fmt.Errorf("upstream: %w", &url.Error{Op: "Get", URL: secretURL, Err: io.ErrUnexpectedEOF}))
 	s := h.onlySpan(t)
 	desc := s.Status().Description
 	for _, secret := range []string{"AKIDEXAMPLE", "deadbeef", "FQoGZXIvYXdzE", "X-Amz"} {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/skewproxy/skewproxy/proxy"
 	"github.com/skewproxy/skewproxy/proxy/telemetry"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -35,7 +35,7 @@ func ExampleNew() {
 	o.Queued()
 	o.Dequeued(1200 * time.Millisecond)
 	o.Signed(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
-	o.End(429, nil, signer.Classification{Failure: signer.FailureThrottled}, nil)
+	o.End(429, nil, awserrors.Classification{Failure: awserrors.FailureThrottled}, nil)
 
 	s := rec.Ended()[0]
 	fmt.Println(s.Name(), s.Status().Code)

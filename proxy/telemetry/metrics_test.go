@@ -20,13 +20,13 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/skewproxy/skewproxy/proxy"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // driveTraffic feeds the observer a small mixed workload.
 func driveTraffic(t *testing.T, tel *Telemetry) {
 	t.Helper()
-	run := func(info proxy.RequestInfo, waited time.Duration, retried signer.Failure, status int, f signer.Failure) {
+	run := func(info proxy.RequestInfo, waited time.Duration, retried awserrors.Failure, status int, f awserrors.Failure) {
 		_, o := tel.Start(context.Background(), lambdaInvoke(t))
 		o.Classified(info)
 		if waited > 0 {
@@ -38,16 +38,16 @@ func driveTraffic(t *testing.T, tel *Telemetry) {
 			o.Retried(retried)
 			o.Signed(trueNow)
 		}
-		o.End(status, nil, signer.Classification{Failure: f}, nil)
+		o.End(status, nil, awserrors.Classification{Failure: f}, nil)
 	}
 	lambda := proxy.RequestInfo{Service: "lambda", Region: "us-east-1", Operation: "Invoke"}
 	s3 := proxy.RequestInfo{Service: "s3", Region: "us-east-1", Operation: "PutObject"}
 	run(lambda, 2*time.Second, "", 200, "")
-	run(lambda, 30*time.Millisecond, signer.FailureSignatureExpired, 200, "")
-	run(lambda, 0, "", 429, signer.FailureThrottled)
+	run(lambda, 30*time.Millisecond, awserrors.FailureSignatureExpired, 200, "")
+	run(lambda, 0, "", 429, awserrors.FailureThrottled)
 	run(s3, 0, "", 404, "")
 	run(s3, 0, "", 503, "")
-	run(s3, 0, "", 403, signer.FailureExpiredToken)
+	run(s3, 0, "", 403, awserrors.FailureExpiredToken)
 	tel.LeafCache(true)
 	tel.LeafCache(true)
 	tel.LeafCache(false)

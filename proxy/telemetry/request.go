@@ -17,13 +17,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/skewproxy/skewproxy/proxy"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // APIGatewayObserver is an optional interface of the RequestObserver that
 // Telemetry.Start returns. For an execute-api request the proxy should call
 // APIGatewayFailure, before End, with the API Gateway failure mode of the
-// answer (signer.ClassifyAPIGateway(status, body): "explicit_deny",
+// answer (awserrors.ClassifyAPIGateway(status, body): "explicit_deny",
 // "implicit_deny", "unauthorized", "authorizer_or_config_error",
 // "integration_error", "integration_timeout"); "" means none.
 type APIGatewayObserver interface {
@@ -60,7 +60,7 @@ type requestObserver struct {
 	mu         sync.Mutex
 	service    string // SDK service id
 	signing    string // signing name, e.g. "execute-api"
-	retryCause signer.Failure
+	retryCause awserrors.Failure
 	apigw      string
 	ended      bool
 }
@@ -156,12 +156,12 @@ func (r *requestObserver) Signed(at time.Time) {
 }
 
 // Retried records a re-sign and resend after a skew failure.
-func (r *requestObserver) Retried(failure signer.Failure) {
+func (r *requestObserver) Retried(failure awserrors.Failure) {
 	r.mu.Lock()
 	r.retryCause = failure
 	r.mu.Unlock()
 	r.span.AddEvent(EventRetried, trace.WithAttributes(KeyFailure.String(string(failure))), r.t.timestamp())
-	if failure != signer.FailureNone {
+	if failure != awserrors.FailureNone {
 		r.t.failures.Add(r.ctx, 1, metric.WithAttributes(attribute.String("failure", string(failure))))
 	}
 }
@@ -178,7 +178,7 @@ func (r *requestObserver) APIGatewayFailure(mode string) {
 
 // End records the final answer, counts the request and ends the span. Calls
 // after the first are ignored.
-func (r *requestObserver) End(status int, h http.Header, c signer.Classification, err error) {
+func (r *requestObserver) End(status int, h http.Header, c awserrors.Classification, err error) {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
@@ -188,7 +188,7 @@ func (r *requestObserver) End(status int, h http.Header, c signer.Classification
 	service, retryCause, apigw := r.service, r.retryCause, r.apigw
 	r.mu.Unlock()
 
-	attrs := []attribute.KeyValue{KeyRetried.Bool(retryCause != signer.FailureNone)}
+	attrs := []attribute.KeyValue{KeyRetried.Bool(retryCause != awserrors.FailureNone)}
 	if status > 0 {
 		attrs = append(attrs, KeyHTTPResponseStatus.Int(status))
 	}
@@ -196,16 +196,16 @@ func (r *requestObserver) End(status int, h http.Header, c signer.Classification
 		attrs = append(attrs, KeyAWSRequestID.String(id))
 	}
 	failure := c.Failure
-	if failure == signer.FailureNone {
+	if failure == awserrors.FailureNone {
 		failure = retryCause
 	}
-	if failure != signer.FailureNone {
+	if failure != awserrors.FailureNone {
 		attrs = append(attrs, KeyFailure.String(string(failure)))
 	}
-	if c.Failure != signer.FailureNone {
+	if c.Failure != awserrors.FailureNone {
 		r.t.failures.Add(r.ctx, 1, metric.WithAttributes(attribute.String("failure", string(c.Failure))))
 	}
-	if err != nil || status >= 400 || c.Failure != signer.FailureNone {
+	if err != nil || status >= 400 || c.Failure != awserrors.FailureNone {
 		errType := errorType(status, c.Failure, apigw, err)
 		attrs = append(attrs, KeyErrorType.String(errType))
 		r.span.SetStatus(codes.Error, statusDescription(c, err, errType))
@@ -219,7 +219,7 @@ func (r *requestObserver) End(status int, h http.Header, c signer.Classification
 
 // requestID is the AWS request id of the answer: from the classifier, else
 // the headers AWS services use.
-func requestID(c signer.Classification, h http.Header) string {
+func requestID(c awserrors.Classification, h http.Header) string {
 	if c.RequestID != "" {
 		return c.RequestID
 	}
@@ -234,9 +234,9 @@ func requestID(c signer.Classification, h http.Header) string {
 // errorType is the low-cardinality error.type of a failed request: the
 // failure class, else the API Gateway failure mode, else the status code
 // (4xx, 5xx), else the Go type of the error.
-func errorType(status int, f signer.Failure, apigw string, err error) string {
+func errorType(status int, f awserrors.Failure, apigw string, err error) string {
 	switch {
-	case f != signer.FailureNone:
+	case f != awserrors.FailureNone:
 		return string(f)
 	case apigw != "":
 		return apigw
@@ -257,7 +257,7 @@ const errorTypeOther = "_OTHER"
 // statusDescription says why the span failed without quoting anything that
 // could carry a secret: AWS error codes only, and transport errors stripped
 // of the request URL (which may hold a presigned query).
-func statusDescription(c signer.Classification, err error, errType string) string {
+func statusDescription(c awserrors.Classification, err error, errType string) string {
 	if c.Code != "" {
 		return c.Code
 	}
@@ -293,9 +293,9 @@ func meaningfulError(err error) error {
 }
 
 // outcome is the outcome label of skewproxy_requests_total.
-func outcome(status int, f signer.Failure, err error) string {
+func outcome(status int, f awserrors.Failure, err error) string {
 	switch {
-	case f != signer.FailureNone:
+	case f != awserrors.FailureNone:
 		return string(f)
 	case status == 0 && err != nil:
 		return OutcomeError

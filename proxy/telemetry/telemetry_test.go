@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/skewproxy/skewproxy/proxy"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 	"github.com/skewproxy/skewproxy/timesource"
 )
 
@@ -181,7 +181,7 @@ func TestRequestSpans(t *testing.T) {
 			drive: func(o proxy.RequestObserver) {
 				o.Classified(invokeInfo)
 				o.Signed(signedAt)
-				o.End(200, okHeader, signer.Classification{}, nil)
+				o.End(200, okHeader, awserrors.Classification{}, nil)
 			},
 			wantName: "Lambda.Invoke",
 			wantAttrs: merge(lambdaAttrs, map[string]any{
@@ -203,7 +203,7 @@ func TestRequestSpans(t *testing.T) {
 				o.Queued()
 				o.Dequeued(90*time.Second + 250*time.Millisecond)
 				o.Signed(signedAt)
-				o.End(200, okHeader, signer.Classification{}, nil)
+				o.End(200, okHeader, awserrors.Classification{}, nil)
 			},
 			wantName: "Lambda.Invoke",
 			wantAttrs: merge(lambdaAttrs, map[string]any{
@@ -221,9 +221,9 @@ func TestRequestSpans(t *testing.T) {
 			drive: func(o proxy.RequestObserver) {
 				o.Classified(invokeInfo)
 				o.Signed(signedAt)
-				o.Retried(signer.FailureSignatureExpired)
+				o.Retried(awserrors.FailureSignatureExpired)
 				o.Signed(signedAt.Add(300 * time.Millisecond))
-				o.End(200, okHeader, signer.Classification{}, nil)
+				o.End(200, okHeader, awserrors.Classification{}, nil)
 			},
 			wantName: "Lambda.Invoke",
 			wantAttrs: merge(lambdaAttrs, map[string]any{
@@ -244,8 +244,8 @@ func TestRequestSpans(t *testing.T) {
 				info.ClientSignatureAge = 0
 				o.Classified(info)
 				o.Signed(signedAt)
-				o.End(429, http.Header{"X-Amzn-Requestid": {"req-429"}}, signer.Classification{
-					Failure: signer.FailureThrottled, Code: "TooManyRequestsException", Message: "Rate Exceeded.", RequestID: "req-429"}, nil)
+				o.End(429, http.Header{"X-Amzn-Requestid": {"req-429"}}, awserrors.Classification{
+					Failure: awserrors.FailureThrottled, Code: "TooManyRequestsException", Message: "Rate Exceeded.", RequestID: "req-429"}, nil)
 			},
 			wantName: "Lambda.Invoke",
 			wantAttrs: merge(lambdaAttrs, map[string]any{
@@ -270,8 +270,8 @@ func TestRequestSpans(t *testing.T) {
 				o.Classified(proxy.RequestInfo{Service: "s3", Region: "eu-west-1", Operation: "GetObject",
 					Host: "photos.s3.eu-west-1.amazonaws.com", ClientSigned: true, ClientSignatureAge: 2 * time.Hour})
 				o.Signed(signedAt)
-				o.End(403, http.Header{"X-Amz-Request-Id": {"4442587FB7D0A2F9"}}, signer.Classification{
-					Failure: signer.FailurePresignedExpired, Code: "AccessDenied", Message: "Request has expired"}, nil)
+				o.End(403, http.Header{"X-Amz-Request-Id": {"4442587FB7D0A2F9"}}, awserrors.Classification{
+					Failure: awserrors.FailurePresignedExpired, Code: "AccessDenied", Message: "Request has expired"}, nil)
 			},
 			wantName: "S3.GetObject",
 			wantAttrs: merge(baseAttrs("S3", "GetObject", "eu-west-1", "photos.s3.eu-west-1.amazonaws.com", "GET"), map[string]any{
@@ -296,7 +296,7 @@ func TestRequestSpans(t *testing.T) {
 				o.Classified(proxy.RequestInfo{Service: "s3", Region: "eu-west-1", Operation: "GetObject",
 					Host: "photos.s3.eu-west-1.amazonaws.com", ClientSigned: true, ClientSignatureAge: 2 * time.Hour})
 				o.Signed(signedAt)
-				o.End(200, nil, signer.Classification{}, nil)
+				o.End(200, nil, awserrors.Classification{}, nil)
 			},
 			wantName: "S3.GetObject",
 			wantAttrs: merge(baseAttrs("S3", "GetObject", "eu-west-1", "photos.s3.eu-west-1.amazonaws.com", "GET"), map[string]any{
@@ -313,7 +313,7 @@ func TestRequestSpans(t *testing.T) {
 				info := invokeInfo
 				info.ClientSignatureAge = -10 * time.Minute
 				o.Classified(info)
-				o.End(200, nil, signer.Classification{}, nil)
+				o.End(200, nil, awserrors.Classification{}, nil)
 			},
 			wantName: "Lambda.Invoke",
 			wantAttrs: merge(lambdaAttrs, map[string]any{
@@ -331,7 +331,7 @@ func TestRequestSpans(t *testing.T) {
 			drive: func(o proxy.RequestObserver) {
 				o.Classified(proxy.RequestInfo{Service: "sts", Region: "us-east-1", Host: "sts.amazonaws.com"})
 				o.Signed(signedAt)
-				o.End(0, nil, signer.Classification{}, context.DeadlineExceeded)
+				o.End(0, nil, awserrors.Classification{}, context.DeadlineExceeded)
 			},
 			wantName: "STS",
 			wantAttrs: merge(baseAttrs("STS", "", "us-east-1", "sts.amazonaws.com", "POST"), map[string]any{

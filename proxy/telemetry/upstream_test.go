@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/skewproxy/skewproxy/proxy"
-	"github.com/skewproxy/skewproxy/signer"
+	"github.com/skewproxy/skewproxy/signer/awserrors"
 )
 
 // awsAnswer is one canned AWS answer.
@@ -105,7 +105,7 @@ func TestUpstreamAnswers(t *testing.T) {
 			var (
 				status int
 				header http.Header
-				class  signer.Classification
+				class  awserrors.Classification
 			)
 			for try := 0; ; try++ {
 				o.Signed(trueNow)
@@ -120,9 +120,9 @@ func TestUpstreamAnswers(t *testing.T) {
 				body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 				resp.Body.Close()
 				status, header = resp.StatusCode, resp.Header
-				class = signer.Classification{}
+				class = awserrors.Classification{}
 				if status >= 400 {
-					class = signer.Classify(status, header, body)
+					class = awserrors.Classify(status, header, body)
 				}
 				if try == 0 && class.Failure.IsSkew() {
 					o.Retried(class.Failure)

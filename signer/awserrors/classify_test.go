@@ -1,4 +1,4 @@
-package signer
+package awserrors
 
 import (
 	"net/http"
