@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -461,17 +460,36 @@ func outgoingTemplate(req *http.Request, host string) *http.Request {
 	return out
 }
 
-// isHopByHop reports whether the lower-case header name n is one of the
-// RFC 9110 connection-specific headers; they are never signed because a
-// proxy or transport may change them.
-func isHopByHop(n string) bool {
-	switch n {
-	case "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-		"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade":
-		return true
+// hopByHop are the hop-by-hop headers of RFC 9110 section 7.6.1 plus the
+// proxy-specific ones (the list follows net/http/httputil.ReverseProxy).
+// This is the project's one list: the signer never signs them and the
+// proxy never forwards them.
+var hopByHop = [...]string{
+	"Connection",
+	"Proxy-Connection", // non-standard, sent by curl and old clients
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",      // canonicalised "TE"
+	"Trailer", // not Trailers, per RFC 9110
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// IsHopByHop reports whether the header name (in any case) is hop-by-hop:
+// connection-specific, never forwarded by a proxy and never signed, since a
+// proxy or transport may change it.
+func IsHopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if len(h) == len(name) && strings.EqualFold(h, name) {
+			return true
+		}
 	}
 	return false
 }
+
+// isHopByHop is IsHopByHop for a lower-case name.
+func isHopByHop(n string) bool { return IsHopByHop(n) }
 
 // isNeverSigned reports whether the lower-case header name n is one Sign
 // handles itself or the aws signer refuses to sign (it ignores User-Agent,
@@ -484,130 +502,6 @@ func isNeverSigned(n string) bool {
 	}
 	return false
 }
-
-// wirePath is the escaped path that goes on the wire for u: the path part
-// of u.Opaque when set (as the aws signer reads it), else u.EscapedPath().
-func wirePath(u *url.URL) string {
-	p := ""
-	if u.Opaque != "" {
-		o := u.Opaque
-		if i := strings.IndexByte(o, '?'); i >= 0 {
-			o = o[:i]
-		}
-		if rest, ok := strings.CutPrefix(o, "//"); ok {
-			if i := strings.IndexByte(rest, '/'); i >= 0 {
-				p = rest[i:]
-			}
-		} else {
-			p = o
-		}
-	} else {
-		p = escapedPath(u)
-	}
-	if p == "" {
-		p = "/"
-	}
-	return p
-}
-
-// escapedPath is u.EscapedPath() without its allocation in the common
-// case of a RawPath (a path with escapes, e.g. an S3 key with a space):
-// when RawPath holds only unreserved bytes, '/' and valid %XX escapes and
-// decodes to Path, EscapedPath returns RawPath, and so does this; every
-// other URL goes to EscapedPath itself.
-func escapedPath(u *url.URL) string {
-	if u.RawPath != "" && rawPathDecodesTo(u.RawPath, u.Path) {
-		return u.RawPath
-	}
-	return u.EscapedPath()
-}
-
-// rawPathDecodesTo reports whether raw consists of unreserved bytes, '/'
-// and %XX escapes only, and percent-decodes to path.
-func rawPathDecodesTo(raw, path string) bool {
-	j := 0
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case isUnreserved(c) || c == '/':
-		case c == '%' && i+2 < len(raw) && isHexDigit(raw[i+1]) && isHexDigit(raw[i+2]):
-			c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
-			i += 2
-		default:
-			return false
-		}
-		if j >= len(path) || path[j] != c {
-			return false
-		}
-		j++
-	}
-	return j == len(path)
-}
-
-// normalizePath removes "." and ".." segments and empty segments from an
-// escaped path, as non-S3 services (and botocore, the JS SDK and
-// aws-c-auth) do before building the canonical URI. The leading slash and
-// a trailing slash are kept.
-func normalizePath(p string) string {
-	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
-		return p
-	}
-	segs := make([]string, 0, 8)
-	for _, s := range strings.Split(p, "/") {
-		switch s {
-		case "", ".":
-		case "..":
-			if len(segs) > 0 {
-				segs = segs[:len(segs)-1]
-			}
-		default:
-			segs = append(segs, s)
-		}
-	}
-	var b strings.Builder
-	if strings.HasPrefix(p, "/") {
-		b.WriteByte('/')
-	}
-	b.WriteString(strings.Join(segs, "/"))
-	if len(segs) > 0 && strings.HasSuffix(p, "/") {
-		b.WriteByte('/')
-	}
-	if b.Len() == 0 {
-		return "/"
-	}
-	return b.String()
-}
-
-// canonicalQuery encodes q the SigV4 way: each name and value escaped
-// (space as %20), pairs sorted after encoding.
-func canonicalQuery(q url.Values) string {
-	type pair struct{ k, v string }
-	pairs := make([]pair, 0, len(q))
-	for k, vs := range q {
-		ek := queryEscape(k)
-		for _, v := range vs {
-			pairs = append(pairs, pair{ek, queryEscape(v)})
-		}
-	}
-	sort.Slice(pairs, func(i, j int) bool {
-		if pairs[i].k != pairs[j].k {
-			return pairs[i].k < pairs[j].k
-		}
-		return pairs[i].v < pairs[j].v
-	})
-	var b strings.Builder
-	for i, p := range pairs {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(p.k)
-		b.WriteByte('=')
-		b.WriteString(p.v)
-	}
-	return b.String()
-}
-
-func queryEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
 
 // isPresigned reports whether a query carries SigV4 presign parameters.
 func isPresigned(q url.Values) bool {
