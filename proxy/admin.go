@@ -37,7 +37,7 @@ type AdminOptions struct {
 
 // NewAdminHandler returns the admin endpoints: GET /healthz (200 "ok" while
 // the process runs), GET /readyz (200 while the clock is synced and, with
-// MaxUncertainty, fresh enough; else 503 with a JSON reason), GET /status (the JSON of the design contract) and
+// MaxUncertainty, fresh enough; else 503 with a JSON reason), GET /status (the JSON design.md specifies: clock and lambda objects) and
 // /metrics.
 func NewAdminHandler(o AdminOptions) http.Handler {
 	mux := http.NewServeMux()
