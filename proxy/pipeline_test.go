@@ -211,7 +211,7 @@ func TestCachedDateLeavesClockAlone(t *testing.T) {
 				t.Fatal(err)
 			}
 			readAll(t, resp)
-			moved := clock.Now().Sub(time.Now()) < -30*time.Minute
+			moved := time.Until(clock.Now()) < -30*time.Minute
 			if moved != tc.wantMoved {
 				t.Errorf("clock moved to the answer's Date: %t, want %t (status %+v)", moved, tc.wantMoved, clock.Status())
 			}
