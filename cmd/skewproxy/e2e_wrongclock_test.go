@@ -93,17 +93,8 @@ func wrongClockCalls(ctx context.Context, p *runningProxy) error {
 // statusOffset reads /status's clock offset and source.
 func statusOffset(t *testing.T, p *runningProxy) (offset time.Duration, source string, synced bool) {
 	t.Helper()
-	var st struct {
-		Clock struct {
-			Synced bool    `json:"synced"`
-			Source string  `json:"source"`
-			Offset float64 `json:"offset_seconds"`
-		} `json:"clock"`
-	}
-	if code := p.getJSON(t, "/status", &st); code != http.StatusOK {
-		t.Fatalf("/status: %d", code)
-	}
-	return time.Duration(st.Clock.Offset * float64(time.Second)), st.Clock.Source, st.Clock.Synced
+	st := proxyE2EStatus(t, p)
+	return time.Duration(st.Clock.OffsetSeconds * float64(time.Second)), st.Clock.Source, st.Clock.Synced
 }
 
 // TestWrongClockE2EInvokeAndSTS: with the host clock 2 h behind, 2 h
