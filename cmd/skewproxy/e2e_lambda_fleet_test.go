@@ -94,12 +94,15 @@ func fleetE2EProxies(t *testing.T, fake *proxytest.AWS, ntp string, n int, args 
 }
 
 // fleetE2EBurst sends per invokes of fn through each proxy at once (one
-// SDK client per proxy) and returns the errors by proxy and the wall time.
-func fleetE2EBurst(ctx context.Context, ps []*runningProxy, fn string, per int) ([][]error, time.Duration) {
+// SDK client per proxy, making up to attempts attempts, as the SDKs retry
+// throttles) and returns the errors by proxy and the wall time.
+func fleetE2EBurst(ctx context.Context, ps []*runningProxy, fn string, per, attempts int) ([][]error, time.Duration) {
 	errs := make([][]error, len(ps))
 	clients := make([]*lambda.Client, len(ps))
 	for i, p := range ps {
-		clients[i] = lambdaE2EClient(p, per)
+		o := lambdaE2EClient(p, per).Options()
+		o.RetryMaxAttempts = attempts
+		clients[i] = lambda.New(o)
 		errs[i] = make([]error, per)
 	}
 	var wg sync.WaitGroup
@@ -126,6 +129,42 @@ func fleetE2EStats(t *testing.T, fake *proxytest.AWS) proxytest.Stats {
 	return fake.Stats()
 }
 
+// fleetE2EBookkeepingLag is how soon after an invoke's end the fake may
+// still count it. Its handler frees the invocation when it returns, after
+// it has flushed the answer: a proxy can read the whole answer, release
+// the slot, and send the next invoke a moment before the fake's handler
+// returns, and the fake throttles that one (seen once in a few runs on a
+// loaded machine, 13 ms after an end; Lambda frees concurrency when the
+// function returns, before its answer reaches the client).
+const fleetE2EBookkeepingLag = 50 * time.Millisecond
+
+// fleetE2ECheckThrottles fails the test for every invoke the fake
+// throttled, except one that arrived within fleetE2EBookkeepingLag of
+// another invoke's end (run is the functions' run time). The clients
+// retry throttles, as the SDKs do, so such an invoke still succeeds.
+func fleetE2ECheckThrottles(t *testing.T, fake *proxytest.AWS, run time.Duration) {
+	t.Helper()
+	reqs := fake.Requests()
+	for _, q := range reqs {
+		if q.Status != http.StatusTooManyRequests {
+			continue
+		}
+		gap := time.Duration(1 << 62)
+		for _, o := range reqs {
+			if o.Status == http.StatusOK {
+				if d := q.Time.Sub(o.Time.Add(run)); d >= -5*time.Millisecond && d < gap {
+					gap = d
+				}
+			}
+		}
+		if gap > fleetE2EBookkeepingLag {
+			t.Errorf("fake throttled an invoke (nearest end of another %v before): the fleet limit did not hold", gap)
+			continue
+		}
+		t.Logf("fake throttled an invoke that arrived %v after another ended: the fake's bookkeeping lag, not the limit", gap)
+	}
+}
+
 func countFailed(errs []error) (n int, first error) {
 	for _, err := range errs {
 		if err != nil {
@@ -140,7 +179,7 @@ func countFailed(errs []error) (n int, first error) {
 
 // TestLambdaFleetE2EBurst: three proxies share one coordinator and
 // --lambda-max-inflight 20; 3 × 60 one-second invokes hit all three at
-// once against reserved concurrency 20 and a 3 s signature window. All
+// once against reserved concurrency 20 and a 5 s signature window. All
 // succeed, never more than 20 run at the endpoint, no throttle, no expired
 // signature. The control: the same burst through three proxies without
 // the coordinator is throttled.
@@ -154,8 +193,10 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 	ntp := ntptest.Start(t)
 	fake := proxytest.NewAWS(t, proxytest.AWSOptions{
 		Credentials:  proxyKeys,
-		Window:       3 * time.Second,
-		FutureWindow: 3 * time.Second,
+		// Shorter than the burst (about 9 s): an invoke signed when it
+		// reached a proxy and sent after its wait would be refused.
+		Window:       5 * time.Second,
+		FutureWindow: 5 * time.Second,
 		Functions:    map[string]proxytest.FunctionBehavior{fn: {Delay: time.Second, ReservedConcurrency: limit}},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -166,7 +207,7 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 	for _, p := range alone {
 		p.waitReady(t, 15*time.Second)
 	}
-	errs, took := fleetE2EBurst(ctx, alone, fn, per)
+	errs, took := fleetE2EBurst(ctx, alone, fn, per, 1)
 	failed := 0
 	for _, e := range errs {
 		n, _ := countFailed(e)
@@ -194,7 +235,7 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 	fleetE2EWait(t, ps, 5*time.Second, "three live proxies in Redis", func(s fleetE2EStatus) bool {
 		return s.Lambda.Coordinator.Mode == "shared" && s.Lambda.Coordinator.ProxiesSeen == 3
 	})
-	errs, took = fleetE2EBurst(ctx, ps, fn, per)
+	errs, took = fleetE2EBurst(ctx, ps, fn, per, 3)
 	for i, e := range errs {
 		if n, first := countFailed(e); n > 0 {
 			t.Errorf("proxy %d: %d of %d invokes failed, first: %v", i, n, per, first)
@@ -209,17 +250,21 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 	}
 	t.Logf("fleet of 3 with one coordinator: %d invokes in %v; fake verified %d, failures %v, throttled %d, max in flight %d; oldest signature on arrival %v",
 		3*per, took.Round(time.Millisecond), st.Operations["Lambda.Invoke"], st.Failures, st.Throttled, st.MaxInFlight[fn], oldest)
-	if st.Operations["Lambda.Invoke"] != 3*per {
-		t.Errorf("fake verified %d invokes, want %d", st.Operations["Lambda.Invoke"], 3*per)
+	ran := 0
+	for _, req := range fake.Requests() {
+		if req.Status == http.StatusOK {
+			ran++
+		}
+	}
+	if ran != 3*per {
+		t.Errorf("fake ran %d invokes, want %d", ran, 3*per)
 	}
 	for kind, n := range st.Failures {
 		if n > 0 {
 			t.Errorf("fake refused %d requests for %s", n, kind)
 		}
 	}
-	if st.Throttled != 0 {
-		t.Errorf("fake throttled %d invokes: the fleet limit did not hold", st.Throttled)
-	}
+	fleetE2ECheckThrottles(t, fake, time.Second)
 	if got := st.MaxInFlight[fn]; got > limit || got < limit/2 {
 		t.Errorf("fake max in flight %d, want in [%d, %d]", got, limit/2, limit)
 	}
@@ -315,7 +360,7 @@ func TestLambdaFleetE2EKillOneProxy(t *testing.T) {
 	}
 	done := make(chan burst, 1)
 	go func() {
-		errs, took := fleetE2EBurst(ctx, ps, fn, per)
+		errs, took := fleetE2EBurst(ctx, ps, fn, per, 3)
 		done <- burst{errs, took}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -353,8 +398,9 @@ func TestLambdaFleetE2EKillOneProxy(t *testing.T) {
 	st := fleetE2EStats(t, fake)
 	t.Logf("burst of 3 × %d in %v: the killed proxy's client saw %d failures; fake throttled %d, max in flight %d",
 		per, b.took.Round(time.Millisecond), victimFailed, st.Throttled, st.MaxInFlight[fn])
-	if st.Throttled != 0 || st.MaxInFlight[fn] > limit {
-		t.Errorf("fleet limit broken around the kill: throttled %d, max in flight %d (limit %d)", st.Throttled, st.MaxInFlight[fn], limit)
+	fleetE2ECheckThrottles(t, fake, 700*time.Millisecond)
+	if st.MaxInFlight[fn] > limit {
+		t.Errorf("fleet limit broken around the kill: max in flight %d (limit %d)", st.MaxInFlight[fn], limit)
 	}
 }
 
@@ -394,7 +440,7 @@ func TestLambdaFleetE2ERedisRestart(t *testing.T) {
 	}
 	done := make(chan burst, 1)
 	go func() {
-		errs, took := fleetE2EBurst(ctx, ps, fn, per)
+		errs, took := fleetE2EBurst(ctx, ps, fn, per, 3)
 		done <- burst{errs, took}
 	}()
 	fleetE2EWait(t, ps[:1], 10*time.Second, "invokes in flight", func(s fleetE2EStatus) bool { return s.Lambda.Inflight > 0 })
