@@ -25,8 +25,9 @@ type Admitter interface {
 // example Lambda's 429 TooManyRequestsException).
 type Refusal interface {
 	error
-	// WriteResponse writes the complete answer to the client.
-	WriteResponse(w http.ResponseWriter)
+	// Answer is the complete answer to the client: its status, headers
+	// (with Content-Length) and body.
+	Answer() (status int, header http.Header, body []byte)
 	// Failure is the skewproxy.failure class of the refusal.
 	Failure() awserrors.Failure
 }

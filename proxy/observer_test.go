@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,10 +69,9 @@ type testAdmitter struct {
 type testRefusal struct{}
 
 func (testRefusal) Error() string { return "queue full" }
-func (testRefusal) WriteResponse(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusTooManyRequests)
-	w.Write([]byte(`{"__type":"TooManyRequestsException","message":"queued too long"}`))
+func (testRefusal) Answer() (int, http.Header, []byte) {
+	body := []byte(`{"__type":"TooManyRequestsException","message":"queued too long"}`)
+	return http.StatusTooManyRequests, http.Header{"Content-Type": {"application/json"}, "Content-Length": {strconv.Itoa(len(body))}}, body
 }
 func (testRefusal) Failure() awserrors.Failure { return awserrors.FailureQueueTimeout }
 

@@ -287,9 +287,7 @@ func (x *exchange) admit(req *http.Request) *http.Response {
 		var ref Refusal
 		if errors.As(err, &ref) {
 			x.class = awserrors.Classification{Failure: ref.Failure()}
-			rec := newRecorder()
-			ref.WriteResponse(rec)
-			return x.finishLocal(req, rec.response(req))
+			return x.finishLocal(req, answer(req, ref))
 		}
 		return x.fail(req, x.info.Service, err)
 	}

@@ -104,44 +104,22 @@ func describeUpstreamError(host string, err error) (int, string) {
 	return http.StatusBadGateway, "the request to upstream " + host + " failed"
 }
 
-// recorder is a minimal http.ResponseWriter that captures a Refusal's
-// answer.
-type recorder struct {
-	h      http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func newRecorder() *recorder { return &recorder{h: make(http.Header)} }
-
-func (r *recorder) Header() http.Header { return r.h }
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
+// answer is a Refusal's answer as the response the client gets.
+func answer(req *http.Request, ref Refusal) *http.Response {
+	status, h, body := ref.Answer()
+	if h == nil {
+		h = http.Header{}
 	}
-}
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(p)
-}
-
-func (r *recorder) response(req *http.Request) *http.Response {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	b := r.body.Bytes()
-	r.h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	return &http.Response{
-		Status:        strconv.Itoa(r.status) + " " + http.StatusText(r.status),
-		StatusCode:    r.status,
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        r.h,
-		Body:          io.NopCloser(bytes.NewReader(b)),
-		ContentLength: int64(len(b)),
+		Header:        h,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
 		Request:       req,
 	}
 }

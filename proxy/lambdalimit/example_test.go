@@ -27,7 +27,7 @@ func ExampleLimiter_Admit() {
 
 	release, waited, err := l.Admit(context.Background(), req)
 	if err != nil {
-		// A *Throttle answers the client itself: th.WriteResponse(w).
+		// A *Throttle carries its own answer to the client: th.Answer().
 		fmt.Println("refused:", err)
 		return
 	}

@@ -27,7 +27,7 @@ const (
 )
 
 // Throttle is the limiter's refusal of an invoke. It satisfies
-// proxy.Refusal: WriteResponse answers the client the way Lambda answers a
+// proxy.Refusal: Answer is what Lambda answers for a
 // throttled invoke (HTTP 429, x-amzn-ErrorType TooManyRequestsException,
 // Retry-After, a JSON body with Type, message and Reason), so the SDKs
 // decode it as their TooManyRequestsException and retry it as a throttle.
@@ -71,8 +71,8 @@ type throttleBody struct {
 	Reason  Reason `json:"Reason"`
 }
 
-// WriteResponse writes the complete 429 answer to the client.
-func (t *Throttle) WriteResponse(w http.ResponseWriter) {
+// Answer is the complete 429 answer to the client, as Lambda words it.
+func (t *Throttle) Answer() (status int, h http.Header, body []byte) {
 	var msg string
 	switch t.Reason {
 	case ReasonQueueFull:
@@ -87,11 +87,10 @@ func (t *Throttle) WriteResponse(w http.ResponseWriter) {
 	if err != nil { // cannot happen with these field types
 		body = []byte(`{"Type":"User","message":"Rate exceeded"}`)
 	}
-	h := w.Header()
+	h = http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Amzn-Errortype", "TooManyRequestsException")
 	h.Set("Retry-After", strconv.FormatInt(t.retryAfterSeconds(), 10))
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusTooManyRequests)
-	_, _ = w.Write(body)
+	return http.StatusTooManyRequests, h, body
 }

@@ -18,7 +18,7 @@ import (
 	ltypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 )
 
-func TestThrottleWriteResponse(t *testing.T) {
+func TestThrottleAnswer(t *testing.T) {
 	tests := []struct {
 		name      string
 		th        Throttle
@@ -30,19 +30,17 @@ func TestThrottleWriteResponse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := httptest.NewRecorder()
-			tc.th.WriteResponse(rec)
-			if rec.Code != http.StatusTooManyRequests {
-				t.Errorf("status %d, want 429", rec.Code)
+			code, h, raw := tc.th.Answer()
+			if code != http.StatusTooManyRequests {
+				t.Errorf("status %d, want 429", code)
 			}
-			h := rec.Header()
 			if h.Get("x-amzn-ErrorType") != "TooManyRequestsException" || h.Get("Content-Type") != "application/json" ||
 				h.Get("Retry-After") != tc.wantRetry {
 				t.Errorf("headers %v (want Retry-After %s)", h, tc.wantRetry)
 			}
 			var body map[string]string
-			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
-				t.Fatalf("body %q: %v", rec.Body, err)
+			if err := json.Unmarshal(raw, &body); err != nil {
+				t.Fatalf("body %q: %v", raw, err)
 			}
 			if body["Type"] != "User" || body["Reason"] != string(tc.th.Reason) || body["message"] == "" {
 				t.Errorf("body %v", body)
@@ -86,7 +84,12 @@ func TestThrottleDecodedBySDK(t *testing.T) {
 					t.Errorf("SDK request %s %s not recognised as an invoke of my-fn:live (%+v)", r.Method, r.URL, inv)
 				}
 				th := &Throttle{Reason: tc.reason, Function: "my-fn", Waited: 4 * time.Minute, RetryAfter: 2 * time.Second}
-				th.WriteResponse(w)
+				code, h, body := th.Answer()
+				for k, v := range h {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(code)
+				w.Write(body)
 			}))
 			defer srv.Close()
 
