@@ -192,7 +192,7 @@ func TestLambdaFleetE2EBurst(t *testing.T) {
 	r := fleettest.Start(t)
 	ntp := ntptest.Start(t)
 	fake := proxytest.NewAWS(t, proxytest.AWSOptions{
-		Credentials:  proxyKeys,
+		Credentials: proxyKeys,
 		// Shorter than the burst (about 9 s): an invoke signed when it
 		// reached a proxy and sent after its wait would be refused.
 		Window:       5 * time.Second,
