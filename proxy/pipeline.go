@@ -75,7 +75,18 @@ func normalizeRequest(req *http.Request, tun *tunnel) {
 	}
 	req.RequestURI = ""
 	req.Close = false
+	// A protocol switch (a WebSocket handshake) keeps its Upgrade and
+	// Connection: Upgrade, as httputil.ReverseProxy does; every other
+	// hop-by-hop header goes.
+	upgrade := ""
+	if signer.IsUpgrade(req.Header) {
+		upgrade = req.Header.Get("Upgrade")
+	}
 	removeHopHeaders(req.Header, true)
+	if upgrade != "" {
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", upgrade)
+	}
 }
 
 // pinTunnelPort makes the request URL carry the CONNECT port when it is not
@@ -478,7 +489,15 @@ var errLocalAnswer = errors.New("answered by the proxy")
 // exchange (release, observer, log line) to run when the client has its
 // body.
 func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
+	upgrade := ""
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		upgrade = resp.Header.Get("Upgrade")
+	}
 	removeHopHeaders(resp.Header, false)
+	if upgrade != "" {
+		resp.Header.Set("Connection", "Upgrade")
+		resp.Header.Set("Upgrade", upgrade)
+	}
 	if x.e.draining.Load() {
 		resp.Close = true
 	}
@@ -489,6 +508,13 @@ func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
 		x.relStatus, x.relHeader = 0, nil
 	}
 	body := resp.Body
+	if rw, ok := body.(io.ReadWriteCloser); ok && upgrade != "" {
+		// The switched connection itself: whoever relays it needs to
+		// write to it too (relayUpgraded, or goproxy for plain ws://).
+		x.answer = endBody{ReadCloser: rw, x: x}
+		resp.Body = &upgradedBody{endBody: &x.answer, w: rw}
+		return resp
+	}
 	if body == nil {
 		body = http.NoBody
 	} else if x.flush != nil {
@@ -498,6 +524,15 @@ func (x *exchange) wrap(resp *http.Response, local error) *http.Response {
 	resp.Body = &x.answer
 	return resp
 }
+
+// upgradedBody is the body of a 101 answer: the upstream connection, read
+// and written by the relay; closing it ends the exchange.
+type upgradedBody struct {
+	*endBody
+	w io.Writer
+}
+
+func (b *upgradedBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // finish ends the exchange once the client has the answer's body: the
 // admission slot is released, the span ends, the log line is written.

@@ -129,6 +129,10 @@ func (e *engine) tunnelHandler(tun *tunnel) http.Handler {
 			r.Body = body
 		}
 		resp := e.roundTrip(r, tun)
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			e.relayUpgraded(w, resp, idle)
+			return
+		}
 		if body != nil && !body.sawEOF.Load() {
 			// The rest of the body is still on the wire (an early answer,
 			// a refusal, a broken upload): close after the answer, and

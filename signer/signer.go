@@ -177,6 +177,11 @@ func (s *Signer) Prepare(req *http.Request) (*Prepared, error) {
 		}
 		return s.preparePresigned(req, host, query, qerr)
 	}
+	if len(authz) == 0 && IsUpgrade(req.Header) {
+		// An unsigned protocol switch (a WebSocket that authenticates
+		// some other way) passes through untouched.
+		return s.prepareUnsignedUpgrade(req, host)
+	}
 
 	// One allocation holds the Prepared and everything Sign needs.
 	p := &Prepared{}
@@ -293,6 +298,15 @@ func (s *Signer) preparePresigned(req *http.Request, host string, query url.Valu
 	p := &Prepared{
 		Service: pq.Service, Region: pq.Region, ClientPresign: pq, ClientTime: pq.Time,
 		PayloadHash: req.Header.Get("X-Amz-Content-Sha256"), Replayable: b.replayable(),
+	}
+	if IsUpgrade(req.Header) {
+		// A WebSocket handshake authenticated by a presigned URL (AWS IoT
+		// MQTT over WSS, API Gateway WebSocket APIs): the URL is signed
+		// again at send time, as the client's clock may be wrong.
+		p.sign = func(ctx context.Context, t time.Time) (*http.Request, error) {
+			return s.presignUpgrade(ctx, tmpl, pq, t)
+		}
+		return p, nil
 	}
 	p.sign = func(ctx context.Context, _ time.Time) (*http.Request, error) {
 		out := tmpl.Clone(ctx)
