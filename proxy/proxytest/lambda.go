@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
@@ -76,7 +77,13 @@ func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, r
 			jsonExtra: map[string]string{"Reason": reason, "Type": "User"}}.write(w, protoJSON, reqID)
 		return op, fn
 	}
-	defer release()
+	// The invocation ends when the function has run, just before its last
+	// bytes are written: freed after the write, a client that had the
+	// whole answer could send its next invoke before the fake counted
+	// this one done, and be throttled for it on a loaded machine.
+	var once sync.Once
+	done := func() { once.Do(release) }
+	defer done()
 
 	payload := body
 	if b.Response != nil {
@@ -99,11 +106,13 @@ func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, r
 				return op, fn
 			}
 			w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+			done()
 		}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(first)
 		flush(w)
 		if b.Stream && sleep(ctx, b.Delay) {
+			done()
 			_, _ = w.Write(rest)
 		}
 		return op, fn
@@ -134,6 +143,7 @@ func (a *AWS) serveLambda(w http.ResponseWriter, r *http.Request, body []byte, r
 		}
 	}
 	complete := `{"ErrorCode":"` + b.FunctionError + `","ErrorDetails":"","LogResult":""}`
+	done()
 	send("InvokeComplete", "application/json", []byte(complete))
 	return op, fn
 }
