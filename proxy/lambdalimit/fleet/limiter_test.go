@@ -85,9 +85,12 @@ func TestFleetLimitersShareOneLimit(t *testing.T) {
 // uncontended admission (acquire on the function's and the all-functions
 // semaphore, then the release) with Redis on loopback, against the local
 // limiter alone. The figures go to the log (and to
-// $SKEWPROXY_FLEET_BENCH_OUT when set, for `make bench`); the test fails
-// only when an admission takes longer than the Redis timeout.
+// $SKEWPROXY_FLEET_BENCH_OUT, for `make bench`, which alone runs it). It
+// asserts no timing.
 func TestFleetAdmissionOverhead(t *testing.T) {
+	if os.Getenv("SKEWPROXY_FLEET_BENCH_OUT") == "" {
+		t.Skip("a measurement for make bench (set SKEWPROXY_FLEET_BENCH_OUT)")
+	}
 	r := fleettest.Start(t)
 	cfg := testConfig(t, r)
 	cfg.MaxInflight = 100
@@ -127,9 +130,7 @@ func TestFleetAdmissionOverhead(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if worst := with[len(with)-1]; worst > cfg.Timeout {
-		t.Errorf("slowest admission %v, beyond the Redis timeout %v", worst, cfg.Timeout)
-	}
+	// No timed assertion: the figures are reported, never judged here.
 }
 
 // BenchmarkFleetAdmit is one uncontended admission and release through a
