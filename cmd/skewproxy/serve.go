@@ -135,7 +135,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	admin := newAdmin(cfg, clock, sgn, lambda, otel.Metrics, log)
+	return runServers(ctx, cfg, clock, p, admin, provider, log)
+}
 
+// runServers listens on --listen and --admin-listen, runs the time sources, and
+// serves until ctx is done; then the proxy drains and the admin server
+// shuts down (bounded).
+func runServers(ctx context.Context, cfg Config, clock *timesource.Corrected, p *proxy.Proxy, admin http.Handler, provider string, log *slog.Logger) error {
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
