@@ -321,7 +321,7 @@ func loadPresignCredentials(ctx context.Context, now func() time.Time) (*signer.
 // after the sources stop); without an answer it follows the host clock
 // (shifted by offset) and a warning says so.
 func syncedClock(ctx context.Context, sources []string, offset, wait time.Duration) (clock *timesource.Corrected, warning string) {
-	clock = timesource.New(timesource.Config{Sources: sources, HostOffset: offset})
+	clock = timesource.New(timesource.Config{Sources: sources, HostOffset: offset, NotBefore: buildTime()})
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
