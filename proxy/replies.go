@@ -53,18 +53,7 @@ func reply(req *http.Request, service string, status int, code, message string) 
 	}
 	h.Set("X-Amzn-Errortype", code)
 	h.Set("X-Skewproxy-Error", code)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
-		StatusCode:    status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}
+	return localResponse(req, status, h, body)
 }
 
 // describeUpstreamError turns a transport error into a status and a message
@@ -104,12 +93,9 @@ func describeUpstreamError(host string, err error) (int, string) {
 	return http.StatusBadGateway, "the request to upstream " + host + " failed"
 }
 
-// answer is a Refusal's answer as the response the client gets.
-func answer(req *http.Request, ref Refusal) *http.Response {
-	status, h, body := ref.Answer()
-	if h == nil {
-		h = http.Header{}
-	}
+// localResponse is an answer the proxy makes itself: status, headers and
+// a body in memory, with its Content-Length.
+func localResponse(req *http.Request, status int, h http.Header, body []byte) *http.Response {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	return &http.Response{
 		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
@@ -122,6 +108,15 @@ func answer(req *http.Request, ref Refusal) *http.Response {
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}
+}
+
+// answer is a Refusal's answer as the response the client gets.
+func answer(req *http.Request, ref Refusal) *http.Response {
+	status, h, body := ref.Answer()
+	if h == nil {
+		h = http.Header{}
+	}
+	return localResponse(req, status, h, body)
 }
 
 // queryError is the query protocol's error body.

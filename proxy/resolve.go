@@ -150,11 +150,7 @@ func (p *Proxy) tlsTarget(req *http.Request, host string) (serverName, addr stri
 		if rule.Scheme != "https" {
 			return "", "", false
 		}
-		serverName = host
-		if net.ParseIP(rule.Hostname()) != nil {
-			serverName = rule.Hostname()
-		}
-		return serverName, rule.Host, true
+		return tlsServerName(host, rule), rule.Host, true
 	}
 	if req.URL.Scheme != "https" {
 		return "", "", false

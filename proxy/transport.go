@@ -171,10 +171,7 @@ func (d *resolvingDialer) dialTLS(ctx context.Context, network, addr, to string,
 	if err != nil {
 		return nil, fmt.Errorf("upstream address %q: %w", addr, err)
 	}
-	serverName := host
-	if rule != nil && net.ParseIP(rule.Hostname()) != nil {
-		serverName = rule.Hostname()
-	}
+	serverName := tlsServerName(host, rule)
 	conn, err := d.dialer.DialContext(ctx, network, to)
 	if err != nil {
 		return nil, err
@@ -203,3 +200,13 @@ type tlsError struct {
 
 func (e *tlsError) Error() string { return fmt.Sprintf("TLS handshake with %s: %v", e.host, e.err) }
 func (e *tlsError) Unwrap() error { return e.err }
+
+// tlsServerName is the name upstream TLS is verified against for host: the
+// host itself, or the --resolve rule's target when that is an IP address
+// (a test server or a local store addressed by IP).
+func tlsServerName(host string, rule *url.URL) string {
+	if rule != nil && net.ParseIP(rule.Hostname()) != nil {
+		return rule.Hostname()
+	}
+	return host
+}

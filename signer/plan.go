@@ -150,7 +150,7 @@ func (st *prepState) chooseSignedHeaders(auth *Authorization) {
 // carries it and it may be signed.
 func (st *prepState) maybeSign(n string) {
 	plan := &st.plan
-	if isHopByHop(n) || isNeverSigned(n) || strings.HasPrefix(n, "proxy-") {
+	if IsHopByHop(n) || isNeverSigned(n) || strings.HasPrefix(n, "proxy-") {
 		return
 	}
 	for _, sg := range plan.signed {

@@ -502,9 +502,6 @@ func IsHopByHop(name string) bool {
 	return false
 }
 
-// isHopByHop is IsHopByHop for a lower-case name.
-func isHopByHop(n string) bool { return IsHopByHop(n) }
-
 // isNeverSigned reports whether the lower-case header name n is one Sign
 // handles itself or the aws signer refuses to sign (it ignores User-Agent,
 // X-Amzn-Trace-Id and Expect): they stay on the request, unsigned.
