@@ -238,13 +238,17 @@ func (a *AWS) CAFile(t testing.TB) string {
 // Client returns an HTTP client that trusts the fake and dials it for any
 // host name (requests keep their Host), with no proxy. It buffers request
 // bodies (they must fit in memory).
-func (a *AWS) Client() *http.Client {
+func (a *AWS) Client() *http.Client { return fakeClient(a.pool, a.Addr(), a.opts.HTTP2) }
+
+// fakeClient is an HTTP client that trusts pool and dials addr for any
+// host name (requests keep their Host), with no proxy, handing the
+// transport a copy of each request body (bufferedBody).
+func fakeClient(pool *x509.CertPool, addr string, http2 bool) *http.Client {
 	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: a.pool, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2: a.opts.HTTP2,
+		TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: http2,
 		Proxy:             nil,
 	}
-	addr := a.Addr()
 	var d net.Dialer
 	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, "tcp", addr)

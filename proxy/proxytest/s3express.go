@@ -2,7 +2,6 @@ package proxytest
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -187,13 +186,7 @@ func (e *S3Express) CAFile(t testing.TB) string {
 // Client returns an HTTP client that trusts the fake and dials it for any
 // host name (requests keep their Host), with no proxy.
 func (e *S3Express) Client() *http.Client {
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.pool, MinVersion: tls.VersionTLS12}}
-	addr := strings.TrimPrefix(e.srv.URL, "https://")
-	var d net.Dialer
-	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp", addr)
-	}
-	return &http.Client{Transport: bufferedBody{tr}, Timeout: time.Minute}
+	return fakeClient(e.pool, strings.TrimPrefix(e.srv.URL, "https://"), false)
 }
 
 // Close stops the server. It is called by t.Cleanup; calling it twice is
