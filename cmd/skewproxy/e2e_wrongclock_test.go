@@ -12,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -415,5 +417,60 @@ func TestWrongClockE2EWebIdentityOverTLS(t *testing.T) {
 	}
 	if assumed != 1 || signed != 1 {
 		t.Errorf("endpoint saw %d AssumeRoleWithWebIdentity and %d requests signed with the session, want 1 and 1", assumed, signed)
+	}
+}
+
+// TestWrongClockE2EPresign: `skewproxy presign` on a host 2 hours ahead, with
+// credentials from credential_process that live 30 minutes in true time
+// (already expired by the host clock): the URL is signed at true time and
+// its credential-life check is judged in true time. A 10-minute URL works
+// at the endpoint (which judges its window in true time); a 1-hour URL is
+// refused because it would outlive the credentials.
+func TestWrongClockE2EPresign(t *testing.T) {
+	shift := -2 * time.Hour
+	script, _ := credentialProcessScript(t, shift, 30*time.Minute, 30*time.Minute)
+	trueNow := time.Now().Add(shift)
+	var accepted []proxytest.Credentials
+	for n := 1; n <= 5; n++ {
+		accepted = append(accepted, proxytest.Credentials{AccessKeyID: "AKIDRUN" + strconv.Itoa(n),
+			SecretAccessKey: "process-secret", SessionToken: "token-" + strconv.Itoa(n), Expires: trueNow.Add(30 * time.Minute)})
+	}
+	w := newWrongClockWorld(t, shift, true, proxytest.AWSOptions{Credentials: accepted[0], MoreCredentials: accepted})
+	cfgFile := filepath.Join(t.TempDir(), "aws-config")
+	if err := os.WriteFile(cfgFile, []byte("[default]\ncredential_process = "+script+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"AWS_CONFIG_FILE=" + cfgFile, "AWS_REGION=us-east-1"}
+	args := func(expires string) []string {
+		return []string{"presign", "--json", "--time-source", w.ntp, "--time-timeout", "10s",
+			"--endpoint-url", w.fake.URL(), "--expires", expires, "s3://bucket/key"}
+	}
+
+	out, stderr, code := runBinary(t, "", env, args("10m")...)
+	if code != 0 {
+		t.Fatalf("presign --expires 10m: exit %d\n%s", code, stderr)
+	}
+	var res presignResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("presign output %q: %v", out, err)
+	}
+	if d := res.SignedAt.Sub(w.trueNow()); d > 5*time.Second || d < -5*time.Second {
+		t.Errorf("signed at %v, %v off true time", res.SignedAt, d)
+	}
+	// A client whose TLS judges the certificate in true time, as the
+	// world's own clients do.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: w.fake.CertPool(), Time: w.trueNow}}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(res.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET the presigned URL: %d", resp.StatusCode)
+	}
+
+	_, stderr, code = runBinary(t, "", env, args("1h")...)
+	if code == 0 || !strings.Contains(stderr, "expire") {
+		t.Errorf("presign --expires 1h with credentials that die in 30 minutes: exit %d, stderr %q; want a refusal naming the expiry", code, stderr)
 	}
 }
